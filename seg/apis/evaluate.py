@@ -1,0 +1,60 @@
+"""Evaluation of a checkpoint on its config's validation set."""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from seg.registry import DATASETS, METRICS
+
+from .model_io import model_from_checkpoint
+
+
+def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out: str | None = None,
+             device: str | None = None, cfg_options: dict | None = None, split: str = 'val',
+             num_workers: int = 2) -> dict:
+    """Evaluate ``ckpt`` (its stored config unless ``config`` is given) and return the metrics.
+
+    Args:
+        ckpt: checkpoint path.
+        config: optional config path overriding the checkpoint's own.
+        mode: 'whole' or 'slide' to override ``model.test_cfg.mode``.
+        out: optional JSON path for the metrics (summary, per class, confusion matrix).
+        split: 'val' (``val_dataloader``) or 'test' (``test_dataloader``).
+    """
+    from seg.datasets.collate import seg_collate
+    from seg.evaluation.metrics import format_table
+
+    options = dict(cfg_options or {})
+    if mode is not None:
+        if mode not in ('whole', 'slide'):
+            raise ValueError(f"--mode must be 'whole' or 'slide', got {mode!r}")
+        options['model.test_cfg.mode'] = mode
+    model, cfg, _ = model_from_checkpoint(ckpt, config, options, device)
+    if model.test_cfg.get('mode') == 'slide' and not {'crop_size', 'stride'} <= set(model.test_cfg):
+        raise ValueError('slide inference needs model.test_cfg.crop_size and model.test_cfg.stride '
+                         "(e.g. --cfg-options model.test_cfg.crop_size='(512,1024)' ...)")
+    loader_key = f'{split}_dataloader'
+    if loader_key not in cfg:
+        raise ValueError(f'the config has no {loader_key!r}; valid splits: val, test')
+    dataset = DATASETS.build(cfg[loader_key].dataset)
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers,
+                        collate_fn=seg_collate)
+    evaluator_cfg = cfg.get(f'{split}_evaluator', cfg.get('val_evaluator'))
+    metric = METRICS.build(evaluator_cfg)
+    metric.dataset_meta = dataset.metainfo
+    with torch.no_grad():
+        for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
+            metric.process(batch, model.test_step(batch))
+    results = metric.evaluate(len(dataset))
+    print(format_table(metric.last_metrics, list(dataset.metainfo['classes'])))
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        payload = dict(checkpoint=ckpt, metrics=results, classes=list(dataset.metainfo['classes']),
+                       confusion_matrix=metric.last_confusion.tolist())
+        with open(out, 'w') as f:
+            json.dump(payload, f, indent=2)
+    return results

@@ -1,0 +1,57 @@
+"""Training through mmengine's Runner."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from .config import import_all, load_config, resolve_runtime
+
+
+def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None, resume: bool = False,
+                 amp: bool = False, launcher: str = 'none', cfg_options: dict | None = None) -> Runner:
+    """A ready mmengine Runner for ``config``.
+
+    Args:
+        config: config path or Config.
+        work_dir: where checkpoints and logs go (default ``work_dirs/<config name>``).
+        resume: continue from the latest checkpoint in ``work_dir``.
+        amp: mixed precision (bf16 autocast where supported, fp16 + GradScaler on older GPUs).
+        launcher: 'none' (one process) or 'pytorch' (torchrun + DDP).
+        cfg_options: overrides, ``{'a.b': value}``.
+    """
+    import_all()
+    cfg = load_config(config, cfg_options)
+    if launcher not in ('none', 'pytorch'):
+        raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}")
+    cfg.launcher = launcher
+    name = osp.splitext(osp.basename(cfg.filename or 'config.py'))[0]
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', name)
+    world_size = int(os.environ.get('WORLD_SIZE', '1')) if launcher == 'pytorch' else 1
+    resolve_runtime(cfg, world_size)
+    if amp:
+        cfg.optim_wrapper.type = 'AutoAmpOptimWrapper'
+    if resume:
+        cfg.resume = True
+        cfg.load_from = None  # mmengine then takes the latest checkpoint of work_dir
+    if launcher == 'pytorch' and not _cuda():
+        # DDP on CPU processes: gloo, and no device_ids.
+        cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
+    return Runner.from_cfg(cfg)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def train(config: str | os.PathLike | Config, **kwargs) -> Runner:
+    """Train ``config`` (see :func:`build_runner` for the options); returns the finished Runner."""
+    runner = build_runner(config, **kwargs)
+    runner.train()
+    return runner

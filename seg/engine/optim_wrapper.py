@@ -1,0 +1,88 @@
+"""Mixed-precision optimizer wrapper that also works on CPU.
+
+mmengine's AmpOptimWrapper refuses to run without an accelerator; this one picks, at the first
+step, bf16 autocast where the device supports it (CPU, Ampere+ GPUs: no loss scaling needed) and
+fp16 with a GradScaler on CUDA devices without bf16.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from mmengine.optim import OptimWrapper
+from torch import nn
+
+from seg.registry import OPTIM_WRAPPERS
+
+
+def amp_dtype_for(device: torch.device) -> torch.dtype:
+    """bf16 where supported, else fp16 (CUDA only)."""
+    if device.type == 'cuda' and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutoAmpOptimWrapper(OptimWrapper):
+    """OptimWrapper running the forward under autocast (bf16, or fp16 + GradScaler on old GPUs)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, dtype: str = 'auto', **kwargs) -> None:
+        super().__init__(optimizer, **kwargs)
+        if dtype not in ('auto', 'bfloat16', 'float16'):
+            raise ValueError(f"AutoAmpOptimWrapper dtype must be 'auto', 'bfloat16' or 'float16', got {dtype!r}")
+        self.dtype_name = dtype
+        self.cast_dtype: torch.dtype | None = None
+        self.device_type: str | None = None
+        self.loss_scaler: torch.amp.GradScaler | None = None
+        self._pending_scaler_state: dict | None = None
+
+    def _setup(self, model: nn.Module) -> None:
+        if self.cast_dtype is not None:
+            return
+        param = next(model.parameters())
+        self.device_type = param.device.type
+        self.cast_dtype = (amp_dtype_for(param.device) if self.dtype_name == 'auto'
+                           else getattr(torch, self.dtype_name))
+        if self.cast_dtype == torch.float16:
+            if self.device_type != 'cuda':
+                raise ValueError('fp16 mixed precision needs a CUDA device; use dtype bfloat16 on CPU')
+            self.loss_scaler = torch.amp.GradScaler('cuda')
+            if self._pending_scaler_state:
+                self.loss_scaler.load_state_dict(self._pending_scaler_state)
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        self._setup(model)
+        with super().optim_context(model), torch.autocast(self.device_type, dtype=self.cast_dtype):
+            yield
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        if self.loss_scaler is not None:
+            loss = self.loss_scaler.scale(loss)
+        loss.backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs) -> None:
+        if self.loss_scaler is None:
+            return super().step(**kwargs)
+        if self.clip_grad_kwargs:
+            self.loss_scaler.unscale_(self.optimizer)
+            self._clip_grad()
+        self.loss_scaler.step(self.optimizer, **kwargs)
+        self.loss_scaler.update()
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.loss_scaler is not None:
+            state['loss_scaler'] = self.loss_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        scaler_state = state_dict.pop('loss_scaler', None)
+        if scaler_state is not None:
+            if self.loss_scaler is not None:
+                self.loss_scaler.load_state_dict(scaler_state)
+            else:
+                self._pending_scaler_state = scaler_state
+        super().load_state_dict(state_dict)

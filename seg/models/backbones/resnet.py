@@ -1,0 +1,200 @@
+"""Dilated ResNet backbones (output stride 8 or 16), built on timm's ResNet.
+
+Deep Residual Learning for Image Recognition (He et al., CVPR 2016), https://arxiv.org/abs/1512.03385;
+dilation as in DeepLab / "Dilated Residual Networks" (Yu et al., CVPR 2017), https://arxiv.org/abs/1705.09914;
+the deep stem is ResNet-C of "Bag of Tricks" (He et al., CVPR 2019), https://arxiv.org/abs/1812.01187,
+i.e. mmsegmentation's ResNetV1c.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+from torch import Tensor, nn
+
+from seg.registry import MODELS
+
+logger = logging.getLogger(__name__)
+
+ARCH = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+def timm_name(depth: int, deep_stem: bool, avg_down: bool) -> str:
+    """The timm model whose ImageNet weights match this layout (resnet50, resnet50c, resnet50d...)."""
+    suffix = ('d' if avg_down else 'c') if deep_stem else ''
+    return f'resnet{depth}{suffix}'
+
+
+@MODELS.register_module()
+class DilatedResNet(nn.Module):
+    """ResNet whose last stages trade stride for dilation.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        deep_stem: three 3x3 convs (32, 32, 64 channels) instead of one 7x7 (ResNetV1c).
+        avg_down: average-pool shortcut downsampling (ResNetV1d, timm's ``resnet*d``).
+        output_stride: 8 (stages 3 and 4 dilated by 2 and 4), 16 or 32.
+        channels: widths of the four stages; the default (64, 128, 256, 512) is the standard ResNet,
+            smaller ones make tiny demo networks.
+        out_indices: which stages (0..3) to return.
+        norm: 'BN' or 'SyncBN' (BatchNorm here, converted under DDP on GPUs by the runner).
+        pretrained: None (random init), a local ``.pth`` / ``.safetensors`` file, or ``'timm'`` for the
+            library's ImageNet weights (downloaded when online, or found in the hub cache).
+        block_attention: attention plug-in config (``dict(type='se', ...)``) placed on the residual
+            branch of every block of ``attention_stages``, before the addition (SE-ResNet placement).
+        attention_stages: stages (1..4) that receive ``block_attention``.
+    """
+
+    def __init__(self, depth: int = 50, deep_stem: bool = True, avg_down: bool = False,
+                 output_stride: int = 8, channels: tuple[int, ...] = (64, 128, 256, 512),
+                 out_indices: tuple[int, ...] = (0, 1, 2, 3), norm: str = 'BN',
+                 pretrained: str | None = None, block_attention: dict | None = None,
+                 attention_stages: tuple[int, ...] = (1, 2, 3, 4)) -> None:
+        super().__init__()
+        if depth not in ARCH:
+            raise ValueError(f'DilatedResNet depth must be one of {sorted(ARCH)}, got {depth}')
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
+        if len(channels) != 4:
+            raise ValueError(f'channels must give 4 stage widths, got {channels}')
+        if norm not in ('BN', 'SyncBN'):
+            raise ValueError(f"DilatedResNet norm must be 'BN' or 'SyncBN', got {norm!r}")
+        bad_stages = [s for s in attention_stages if s not in (1, 2, 3, 4)]
+        if bad_stages:
+            raise ValueError(f'attention_stages must be within (1, 2, 3, 4), got {attention_stages}')
+        block, layers = ARCH[depth]
+        self.depth, self.deep_stem, self.avg_down = depth, deep_stem, avg_down
+        self.out_indices = tuple(out_indices)
+        net = ResNet(block, layers, output_stride=output_stride, channels=tuple(channels),
+                     stem_width=32 if deep_stem else 64, stem_type='deep' if deep_stem else '',
+                     avg_down=avg_down, num_classes=0, global_pool='')
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        expansion = block.expansion
+        all_channels = [c * expansion for c in channels]
+        all_strides = [4, 8, min(16, output_stride), min(32, output_stride)]
+        self.out_channels = [all_channels[i] for i in self.out_indices]
+        self.strides = [all_strides[i] for i in self.out_indices]
+        self.attention_param_names: set[str] = set()
+        if block_attention is not None:
+            self._add_block_attention(block_attention, attention_stages)
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    def _add_block_attention(self, cfg: dict, stages: tuple[int, ...]) -> None:
+        from seg.models.attention import build_attention
+
+        for stage in stages:
+            for block in getattr(self, f'layer{stage}'):
+                # timm's blocks apply ``self.se`` after the last norm, before the residual addition.
+                block.se = build_attention(dict(cfg), block.bn3.num_features if hasattr(block, 'bn3')
+                                           else block.bn2.num_features)
+        self.attention_param_names = {n for n in self.state_dict() if '.se.' in n}
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.stem(x)
+        outs = []
+        for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
+            x = layer(x)
+            if i in self.out_indices:
+                outs.append(x)
+            if i >= max(self.out_indices):
+                break
+        return outs
+
+    # ----------------------------------------------------------------- weights
+    def load_pretrained(self, pretrained: str) -> None:
+        """Load ImageNet weights from a file or from timm; report what does not match, once."""
+        if pretrained == 'timm':
+            state = _timm_state_dict(timm_name(self.depth, self.deep_stem, self.avg_down))
+        else:
+            state = load_state_dict_file(pretrained)
+        self.load_backbone_state(state, source=pretrained)
+
+    def load_backbone_state(self, state: dict[str, Tensor], source: str = 'state dict') -> None:
+        """Map a timm / torchvision ResNet state dict (conv1, bn1, layer1..4) onto this module."""
+        mapped = {}
+        for key, value in state.items():
+            for prefix in ('module.', 'backbone.', 'model.'):
+                if key.startswith(prefix):
+                    key = key[len(prefix):]
+            if key.startswith(('fc.', 'head.')):
+                continue
+            if key.startswith(('conv1', 'bn1')):
+                key = _stem_key(key, self.deep_stem)
+            mapped[key] = value
+        own = self.state_dict()
+        shape_mismatch = [k for k, v in mapped.items() if k in own and own[k].shape != v.shape]
+        if shape_mismatch:
+            k = shape_mismatch[0]
+            raise ValueError(f'pretrained weights {source!r} do not fit this backbone: {k} has shape '
+                             f'{tuple(mapped[k].shape)}, expected {tuple(own[k].shape)} '
+                             f'(depth={self.depth}, deep_stem={self.deep_stem})')
+        result = self.load_state_dict(mapped, strict=False)
+        missing = [k for k in result.missing_keys if k not in self.attention_param_names]
+        if missing:
+            raise ValueError(f'pretrained weights {source!r} lack {len(missing)} backbone parameters, '
+                             f'e.g. {missing[:3]}: is it a ResNet-{self.depth} '
+                             f'{"deep-stem " if self.deep_stem else ""}state dict?')
+        new = [k for k in result.missing_keys if k in self.attention_param_names]
+        if new:
+            logger.warning('loaded %s: %d parameters of the new attention modules are not in it and keep '
+                           'their initialisation (e.g. %s)', source, len(new), new[0])
+        if result.unexpected_keys:
+            logger.warning('loaded %s: ignored %d unexpected keys (e.g. %s)', source,
+                           len(result.unexpected_keys), result.unexpected_keys[0])
+
+
+def _stem_key(key: str, deep_stem: bool) -> str:
+    # timm: conv1.0/1/3/4/6 (deep) or conv1, bn1; ours: stem.0 = conv1, stem.1 = bn1.
+    if key.startswith('conv1'):
+        return 'stem.0' + key[len('conv1'):]
+    return 'stem.1' + key[len('bn1'):]
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read a weights file (.pth/.pt/.bin via torch.load(weights_only=True), or .safetensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'pretrained weights file {str(path)!r} does not exist; give a local '
+                                "file, 'timm' (needs network or a filled hub cache) or None")
+    if path.suffix == '.safetensors':
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    obj: Any = torch.load(path, map_location='cpu', weights_only=True)
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f'{str(path)!r} holds a {type(obj).__name__}, expected a state dict')
+    return obj
+
+
+def _timm_state_dict(name: str) -> dict[str, Tensor]:
+    """ImageNet weights of a timm ResNet, with a clear error (never a hang) when they cannot be had."""
+    import timm
+
+    # Fail fast instead of waiting on the network: huggingface_hub honours these.
+    os.environ.setdefault('HF_HUB_ETAG_TIMEOUT', '5')
+    os.environ.setdefault('HF_HUB_DOWNLOAD_TIMEOUT', '10')
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception as exc:  # noqa: BLE001 - any failure here means "no weights"
+        raise RuntimeError(
+            f"could not get timm's ImageNet weights for {name!r} ({type(exc).__name__}: {exc}). "
+            'Offline? Download them on a machine with network (timm.create_model(name, pretrained=True) '
+            "fills the Hugging Face cache), or set model.backbone.pretrained='/path/to/weights.pth' "
+            '(a timm or torchvision ResNet state dict), or pretrained=None to train from scratch.'
+        ) from exc
+    return model.state_dict()

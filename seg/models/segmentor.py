@@ -1,0 +1,154 @@
+"""EncoderDecoder: backbone -> decode head (+ auxiliary head) -> per-key losses or predictions.
+
+Fully Convolutional Networks for Semantic Segmentation (Long et al.), https://arxiv.org/abs/1411.4038;
+the structure and inference modes follow mmsegmentation's EncoderDecoder.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from seg.registry import MODELS
+
+
+def resize(x: Tensor, size: tuple[int, int], align_corners: bool = False) -> Tensor:
+    """Bilinear resize of logits (B, K, h, w) -> (B, K, *size); a no-op at the same size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=align_corners)
+
+
+@MODELS.register_module()
+class EncoderDecoder(BaseModel):
+    """Semantic segmentor.
+
+    Args:
+        backbone: backbone config (``forward(x) -> list[Tensor]``).
+        decode_head: head config; its ``forward(feats)`` returns a dict with ``'out'`` and, for
+            some methods, more supervised outputs (``'pam'``, ``'cam'``).
+        auxiliary_head: optional head config; its ``'out'`` is exposed as ``'aux'``.
+        loss: loss config applied to every output key.
+        loss_weights: weight per output key; a key missing here is not supervised.
+        num_classes: class count; every head must predict this many.
+        test_cfg: ``dict(mode='whole')`` or ``dict(mode='slide', crop_size=(h, w), stride=(h, w))``.
+        align_corners: for every logits resize.
+        data_preprocessor: normalisation / batching config.
+    """
+
+    def __init__(self, backbone: dict, decode_head: dict, num_classes: int,
+                 auxiliary_head: dict | None = None,
+                 loss: dict | None = None, loss_weights: dict | None = None,
+                 test_cfg: dict | None = None, align_corners: bool = False,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+        # Built here, from seg's registry: mmengine's BaseModel would look in its own root registry.
+        super().__init__(data_preprocessor=MODELS.build(data_preprocessor or dict(type='SegDataPreprocessor')),
+                         init_cfg=init_cfg)
+        self.num_classes = num_classes
+        self.align_corners = align_corners
+        self.backbone = MODELS.build(backbone)
+        self.decode_head = MODELS.build(decode_head)
+        self.auxiliary_head = MODELS.build(auxiliary_head) if auxiliary_head else None
+        self.loss_fn = MODELS.build(loss or dict(type='CrossEntropyLoss'))
+        self.loss_weights = dict(loss_weights if loss_weights is not None else {'out': 1.0, 'aux': 0.4})
+        self.test_cfg = dict(test_cfg or dict(mode='whole'))
+        self._check_classes()
+        mode = self.test_cfg.get('mode', 'whole')
+        if mode not in ('whole', 'slide'):
+            raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
+
+    def _check_classes(self) -> None:
+        for name, head in (('decode_head', self.decode_head), ('auxiliary_head', self.auxiliary_head)):
+            cls = getattr(head, 'cls', None) if head is not None else None
+            conv = cls[-1] if isinstance(cls, nn.Sequential) else cls
+            if isinstance(conv, nn.Conv2d) and conv.out_channels != self.num_classes:
+                raise ValueError(f'model.{name}.num_classes is {conv.out_channels} but model.num_classes '
+                                 f'is {self.num_classes}: they must agree')
+
+    # ---------------------------------------------------------------- forward
+    def forward_logits(self, inputs: Tensor) -> dict[str, Tensor]:
+        """All logits at feature resolution: ``out`` plus the head's extras and ``aux`` in training."""
+        feats = self.backbone(inputs)
+        outs = dict(self.decode_head(feats))
+        if self.auxiliary_head is not None and self.training:
+            outs['aux'] = self.auxiliary_head(feats)['out']
+        return outs
+
+    def forward(self, inputs: Tensor, data_samples: list[dict] | None = None, mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return resize(self.forward_logits(inputs)['out'], inputs.shape[-2:], self.align_corners)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def loss(self, inputs: Tensor, data_samples: list[dict]) -> dict[str, Tensor]:
+        target = torch.stack([s['gt_sem_seg'] for s in data_samples]).long()  # [B, H, W]
+        losses = {}
+        for key, logits in self.forward_logits(inputs).items():
+            weight = self.loss_weights.get(key, 0.0)
+            if weight == 0:
+                continue
+            logits = resize(logits, target.shape[-2:], self.align_corners).float()
+            losses[f'loss_{key}'] = weight * self.loss_fn(logits, target)
+            if key == 'out':
+                with torch.no_grad():
+                    valid = target != self.loss_fn.ignore_index
+                    correct = (logits.argmax(1) == target) & valid
+                    losses['acc_seg'] = correct.sum() * 100.0 / valid.sum().clamp(min=1)
+        return losses
+
+    # -------------------------------------------------------------- inference
+    @torch.no_grad()
+    def inference(self, inputs: Tensor) -> Tensor:
+        """Logits at the input size, by whole-image or sliding-window inference."""
+        if self.test_cfg.get('mode', 'whole') == 'slide':
+            return self.slide_inference(inputs)
+        return resize(self.forward_logits(inputs)['out'], inputs.shape[-2:], self.align_corners)
+
+    def slide_inference(self, inputs: Tensor) -> Tensor:
+        """Overlapping crops (``crop_size``, ``stride``), logits averaged where crops overlap."""
+        crop_h, crop_w = self.test_cfg['crop_size']
+        stride_h, stride_w = self.test_cfg['stride']
+        b, _, h, w = inputs.shape
+        grids_h = max(math.ceil((h - crop_h) / stride_h), 0) + 1
+        grids_w = max(math.ceil((w - crop_w) / stride_w), 0) + 1
+        logits = inputs.new_zeros(b, self.num_classes, h, w)
+        count = inputs.new_zeros(1, 1, h, w)
+        for gy in range(grids_h):
+            for gx in range(grids_w):
+                y1 = max(min(gy * stride_h, h - crop_h), 0)
+                x1 = max(min(gx * stride_w, w - crop_w), 0)
+                y2, x2 = min(y1 + crop_h, h), min(x1 + crop_w, w)
+                crop = inputs[:, :, y1:y2, x1:x2]
+                ch, cw = crop.shape[-2:]
+                # Crops smaller than crop_size (small images) are padded, then the padding is cut off.
+                crop = F.pad(crop, (0, crop_w - cw, 0, crop_h - ch))
+                out = resize(self.forward_logits(crop)['out'], (crop_h, crop_w), self.align_corners)
+                logits[:, :, y1:y2, x1:x2] += out[:, :, :ch, :cw].float()
+                count[:, :, y1:y2, x1:x2] += 1
+        return logits / count
+
+    def predict(self, inputs: Tensor, data_samples: list[dict] | None = None) -> list[dict]:
+        """Per sample: ``pred_sem_seg`` (int64 [H, W] at the label size, or the original image size
+        when there is no label), ``seg_logits`` only if ``test_cfg.return_logits``, and the sample's
+        other keys (``gt_sem_seg``, ``img_path``...)."""
+        logits = self.inference(inputs)
+        samples = data_samples or [{} for _ in range(inputs.shape[0])]
+        results = []
+        for i, sample in enumerate(samples):
+            h, w = sample.get('img_shape', inputs.shape[-2:])
+            one = logits[i:i + 1, :, :h, :w]
+            gt = sample.get('gt_sem_seg')
+            size = tuple(gt.shape[-2:]) if gt is not None else tuple(sample.get('ori_shape', (h, w)))
+            one = resize(one, size, self.align_corners)
+            result = dict(sample)
+            result['pred_sem_seg'] = one.argmax(1)[0]
+            if self.test_cfg.get('return_logits'):
+                result['seg_logits'] = one[0]
+            results.append(result)
+        return results
