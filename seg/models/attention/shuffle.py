@@ -1,0 +1,78 @@
+"""SA-Net: Shuffle Attention for Deep Convolutional Neural Networks (Zhang & Yang, ICASSP 2021),
+https://arxiv.org/abs/2102.00240
+
+The channels are cut into G groups; each group is halved into a channel branch and a spatial
+branch of C / (2G) channels each:
+
+- channel: ``x0 * sigmoid(w_c * mean_hw(x0) + b_c)``;
+- spatial: ``x1 * sigmoid(w_s * GN(x1) + b_s)`` with a GroupNorm of one channel per group;
+
+the halves are concatenated back, the groups reassembled, and a channel shuffle with 2 groups
+mixes the two branches. Parameters: w_c, b_c, w_s, b_s and GN's affine pair, each of C / (2G),
+i.e. ``3 C / G`` in all.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seg.registry import ATTENTION
+
+from .factory import check_input, check_int
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's channel shuffle: output channel ``i * groups + g`` is input ``g * (C / groups) + i``.
+
+    Args:
+        x: (B, C, H, W) with C divisible by ``groups``.
+        groups: number of groups.
+
+    Returns:
+        (B, C, H, W), the channels interleaved across the groups.
+    """
+    b, c, h, w = x.shape
+    if c % groups != 0:
+        raise ValueError(f'channel_shuffle: channels {c} not divisible by groups {groups}')
+    x = x.view(b, groups, c // groups, h, w)  # [B, G, C/G, H, W]
+    return x.transpose(1, 2).reshape(b, c, h, w)  # [B, C/G * G, H, W]
+
+
+@ATTENTION.register_module(name='shuffle')
+class ShuffleAttention(nn.Module):
+    """Shuffle attention.
+
+    Args:
+        channels: input (and output) channels C, divisible by ``2 * groups``.
+        groups: number of groups G (the paper uses 64).
+
+    Parameters: ``3 * C / G``. The weights are the outputs of the submodules ``channel_gate``
+    (B * G, C / 2G, 1, 1) and ``spatial_gate`` (B * G, C / 2G, H, W).
+    """
+
+    def __init__(self, channels: int, groups: int = 64) -> None:
+        super().__init__()
+        self.channels = check_int('ShuffleAttention', 'channels', channels)
+        self.groups = check_int('ShuffleAttention', 'groups', groups)
+        if channels % (2 * groups) != 0:
+            raise ValueError(f'ShuffleAttention: channels must be divisible by 2 * groups, got '
+                             f'channels={channels}, groups={groups}')
+        half = channels // (2 * groups)
+        self.cweight = nn.Parameter(torch.zeros(1, half, 1, 1))
+        self.cbias = nn.Parameter(torch.ones(1, half, 1, 1))
+        self.sweight = nn.Parameter(torch.zeros(1, half, 1, 1))
+        self.sbias = nn.Parameter(torch.ones(1, half, 1, 1))
+        self.gn = nn.GroupNorm(half, half)
+        self.channel_gate = nn.Sigmoid()
+        self.spatial_gate = nn.Sigmoid()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the per-group channel and spatial gates to ``x`` (B, C, H, W)."""
+        check_input('ShuffleAttention', x, self.channels)
+        b, c, h, w = x.shape
+        x = x.reshape(b * self.groups, c // self.groups, h, w)  # [B*G, C/G, H, W]
+        x0, x1 = x.chunk(2, dim=1)  # 2 x [B*G, C/2G, H, W]
+        xc = x0 * self.channel_gate(self.cweight * x0.mean(dim=(2, 3), keepdim=True) + self.cbias)
+        xs = x1 * self.spatial_gate(self.sweight * self.gn(x1) + self.sbias)
+        out = torch.cat([xc, xs], dim=1).reshape(b, c, h, w)  # [B, C, H, W]
+        return channel_shuffle(out, 2)
