@@ -1,14 +1,14 @@
 # The CPU demo: CCNet (R=2) on a small dilated ResNet-18 (output stride 8), trained from scratch on
 # the embedded synthetic street scenes. `python tools/demo.py` runs it end to end.
 _base_ = ['_base_/datasets/synthetic.py', '_base_/default_runtime.py']
-num_classes = 8
+num_classes = 9
 model = dict(
     type='EncoderDecoder',
     num_classes=num_classes,
     data_preprocessor=dict(type='SegDataPreprocessor'),
     backbone=dict(type='DilatedResNet', depth=18, deep_stem=True, output_stride=8,
-                  channels=(16, 32, 64, 128), norm='BN', pretrained=None),
-    decode_head=dict(type='CCHead', in_channels=128, channels=64, num_classes=num_classes, recurrence=2,
+                  channels=(16, 32, 64, 64), norm='BN', pretrained=None),
+    decode_head=dict(type='CCHead', in_channels=64, channels=32, num_classes=num_classes, recurrence=2,
                      in_index=3, dropout=0.1, norm='BN'),
     auxiliary_head=dict(type='FCNHead', in_channels=64, channels=32, num_classes=num_classes, num_convs=1,
                         concat_input=False, in_index=2, dropout=0.1, norm='BN'),
@@ -24,6 +24,9 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=40
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=400, max_keep_ckpts=1,
                     save_best='mIoU', rule='greater'))

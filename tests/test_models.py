@@ -186,3 +186,67 @@ def test_ohem_keeps_hard_pixels_and_at_least_min_kept():
     assert torch.allclose(loss_all, ce.mean(), atol=1e-6)
     with pytest.raises(ValueError, match='thresh'):
         OhemCrossEntropyLoss(thresh=0)
+
+
+def test_dahead_three_outputs_in_training_only_out_in_eval():
+    head = MODELS.build(dict(type='DAHead', in_channels=16, channels=16, num_classes=3))
+    x = torch.randn(2, 16, 5, 7, requires_grad=True)
+    outs = head([x])
+    assert set(outs) == {'out', 'pam', 'cam'}
+    for key in ('out', 'pam', 'cam'):
+        assert outs[key].shape == (2, 3, 5, 7)
+        params = [p for n, p in head.named_parameters() if n.startswith(f'{key}_cls') or
+                  (key == 'out' and n.startswith('cls'))]
+        grads = torch.autograd.grad(outs[key].sum(), params + [x], retain_graph=True)
+        assert all(g.abs().sum() > 0 for g in grads), key
+    head.eval()
+    assert set(head([x])) == {'out'}
+    assert head.pam.gamma.item() == 0.0 and head.cam.gamma.item() == 0.0
+
+
+def test_segmentor_supervises_every_head_output():
+    model = MODELS.build(dict(
+        type='EncoderDecoder', num_classes=3,
+        backbone=dict(type='DilatedResNet', depth=18, channels=TINY_CHANNELS),
+        decode_head=dict(type='DAHead', in_channels=64, channels=16, num_classes=3),
+        loss_weights=dict(out=1.0, pam=0.5, cam=0.25)))
+    losses = model.loss(torch.randn(2, 3, 32, 32), [dict(gt_sem_seg=torch.randint(0, 3, (32, 32)))] * 2)
+    assert set(losses) == {'loss_out', 'loss_pam', 'loss_cam', 'acc_seg'}
+
+
+@pytest.mark.parametrize('mode', ['embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'])
+def test_non_local_modes_match_their_formula(mode):
+    from seg.models.blocks import NonLocal2d
+
+    torch.manual_seed(0)
+    block = NonLocal2d(8, reduction=2, mode=mode, norm='none', query_chunk=5).double()
+    nn.init.normal_(block.conv_out.weight)  # the zero init would hide the attention
+    x = torch.randn(2, 8, 3, 4, dtype=torch.float64)
+    n = 12
+    g = block.g(x).flatten(2)  # [B, Ci, N]
+    if mode == 'gaussian':
+        f = torch.einsum('bci,bcj->bij', x.flatten(2), x.flatten(2)).softmax(-1)
+    else:
+        theta, phi = block.theta(x).flatten(2), block.phi(x).flatten(2)
+        if mode == 'embedded_gaussian':
+            f = (torch.einsum('bci,bcj->bij', theta, phi) / 2.0).softmax(-1)  # 1/sqrt(4)
+        elif mode == 'dot_product':
+            f = torch.einsum('bci,bcj->bij', theta, phi) / n
+        else:
+            w = block.concat_project.weight.view(-1)
+            pair = torch.cat([theta[:, :, :, None].expand(-1, -1, -1, n),
+                              phi[:, :, None, :].expand(-1, -1, n, -1)], dim=1)  # [B, 2Ci, N, N]
+            f = torch.relu(torch.einsum('c,bcij->bij', w, pair)) / n
+    y = torch.einsum('bij,bcj->bci', f, g).reshape(2, 4, 3, 4)
+    expected = x + block.conv_out(y)
+    assert torch.allclose(block(x), expected, atol=1e-10)
+
+
+def test_non_local_starts_as_identity():
+    from seg.models.blocks import NonLocal2d
+
+    block = NonLocal2d(8).eval()
+    x = torch.randn(1, 8, 4, 4)
+    assert torch.allclose(block(x), x)
+    with pytest.raises(ValueError, match='mode'):
+        NonLocal2d(8, mode='cosine')

@@ -11,12 +11,4 @@ resume = False
 # Converted to torch.nn.SyncBatchNorm when training with several GPU processes (DDP).
 sync_bn = 'torch'
 randomness = dict(seed=0)
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=8000, max_keep_ckpts=2,
-                    save_best='mIoU', rule='greater'),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-)
 custom_hooks = [dict(type='ValProgressBarHook')]

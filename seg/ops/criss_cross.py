@@ -5,8 +5,25 @@ https://arxiv.org/abs/1811.11721
 
 Each pixel attends to the H + W - 1 pixels of its own row and column (itself counted
 once), with one softmax over all of them and no scaling of the logits.
+
+Three exact implementations live here:
+
+* :func:`criss_cross_attention_einsum`: the row and column energies are concatenated and
+  normalised by one softmax, then two einsums gather the values.
+* :func:`criss_cross_attention_lse`: a row attention and a column attention (the pixel
+  itself masked out of the column) computed separately and merged through their
+  log-sum-exp, so that each part is a plain batched matmul (or, on another device, any
+  fused attention kernel that reports its log-sum-exp).
+* :func:`criss_cross_attention_reference`: an explicit loop over pixels, obviously right
+  and slow; used by the tests only.
+
+:func:`criss_cross_attention` dispatches per device type to the implementation named in
+:data:`CRISS_CROSS_BACKENDS` (see ``docs/benchmarks.md`` for the measurements behind the
+defaults; the CUDA default is unmeasured).
 """
 from __future__ import annotations
+
+from typing import Callable, Dict
 
 import torch
 from torch import Tensor
@@ -21,8 +38,8 @@ def _check(q: Tensor, k: Tensor, v: Tensor) -> None:
                          f'{tuple(q.shape)}, got {tuple(v.shape)}')
 
 
-def criss_cross_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Criss-cross attention, fast path (einsum over rows and columns).
+def criss_cross_attention_einsum(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Criss-cross attention with one softmax over concatenated row and column energies.
 
     Args:
         q: queries, (B, Cqk, H, W).
@@ -32,6 +49,9 @@ def criss_cross_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     Returns:
         (B, Cv, H, W): for every pixel, the softmax-weighted sum of the values on its row
         and column, the pixel itself counted once.
+
+    Raises:
+        ValueError: if the shapes of ``q``, ``k`` and ``v`` do not fit together.
     """
     _check(q, k, v)
     h = q.shape[2]
@@ -50,6 +70,60 @@ def criss_cross_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return out
 
 
+def criss_cross_attention_lse(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Criss-cross attention as a row and a column attention merged by log-sum-exp.
+
+    The row attention of pixel (i, j) runs over the W pixels of row i, the column attention
+    over the H - 1 other pixels of column j (the pixel itself masked with -inf, so it is
+    counted once).  With ``lse_r`` and ``lse_c`` the log-sum-exp of each part's logits, the
+    joint softmax over all H + W - 1 positions is ``exp(logit - lse)`` with
+    ``lse = logaddexp(lse_r, lse_c)``, so each part is normalised by the joint log-sum-exp
+    and the two value products are added.  Every product is a plain batched matmul over
+    rows (batch B * H) or columns (batch B * W); no concatenation is needed.  In float16 /
+    bfloat16 the normalisation runs in float32.
+
+    Args:
+        q: queries, (B, Cqk, H, W).
+        k: keys, (B, Cqk, H, W).
+        v: values, (B, Cv, H, W).
+
+    Returns:
+        (B, Cv, H, W), equal to :func:`criss_cross_attention_einsum` up to rounding.
+
+    Raises:
+        ValueError: if the shapes of ``q``, ``k`` and ``v`` do not fit together.
+    """
+    _check(q, k, v)
+    h = q.shape[2]
+    # Row logits: pixel (i, j) against (i, x).  [B, H, W, C] @ [B, H, C, W] -> [B, H, W, W]
+    logit_row = torch.matmul(q.permute(0, 2, 3, 1), k.permute(0, 2, 1, 3))
+    compute_dtype = logit_row.dtype  # the matmul's dtype (bfloat16 under CPU autocast)
+    low_precision = compute_dtype in (torch.float16, torch.bfloat16)
+    if low_precision:
+        logit_row = logit_row.float()
+    lse = torch.logsumexp(logit_row, dim=-1)  # [B, H, W]
+    if h > 1:
+        # Column logits: pixel (i, j) against (y, j).  [B, W, H, C] @ [B, W, C, H] -> [B, W, H, H]
+        logit_col = torch.matmul(q.permute(0, 3, 2, 1), k.permute(0, 3, 1, 2))
+        if low_precision:
+            logit_col = logit_col.float()
+        diag = torch.eye(h, dtype=torch.bool, device=q.device)  # [H, H]
+        logit_col = logit_col.masked_fill(diag, float('-inf'))
+        # Joint log-sum-exp of the H + W - 1 positions.  [B, H, W]
+        lse = torch.logaddexp(lse, torch.logsumexp(logit_col, dim=-1).transpose(1, 2))
+    # [B, H, W, W]
+    p_row = torch.exp(logit_row - lse.unsqueeze(-1)).to(compute_dtype)
+    # [B, H, Cv, W] @ [B, H, W, W] -> [B, H, Cv, W], then -> [B, Cv, H, W]
+    out = torch.matmul(v.transpose(1, 2), p_row.transpose(-1, -2)).transpose(1, 2)
+    if h > 1:
+        # [B, W, H, H]
+        p_col = torch.exp(logit_col - lse.transpose(1, 2).unsqueeze(-1)).to(compute_dtype)
+        # [B, W, Cv, H] @ [B, W, H, H] -> [B, W, Cv, H], then -> [B, Cv, H, W]
+        out_col = torch.matmul(v.permute(0, 3, 1, 2), p_col.transpose(-1, -2)).permute(0, 2, 3, 1)
+        out = out + out_col
+    return out.contiguous()
+
+
 def criss_cross_attention_reference(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Slow, obviously-correct criss-cross attention: an explicit loop over pixels."""
     _check(q, k, v)
@@ -64,3 +138,53 @@ def criss_cross_attention_reference(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             weights = torch.softmax(logits, dim=1)
             out[:, :, i, j] = torch.einsum('bn,bcn->bc', weights, vals)
     return out
+
+
+CRISS_CROSS_IMPLS: Dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    'einsum': criss_cross_attention_einsum,
+    'lse': criss_cross_attention_lse,
+}
+"""Exact fast implementations :func:`criss_cross_attention` can dispatch to, by name."""
+
+CRISS_CROSS_BACKENDS: Dict[str, str] = {
+    # Measured on a 2-core CPU (docs/benchmarks.md): the einsum version is faster.
+    'cpu': 'einsum',
+    # Unmeasured (no GPU was available); the einsum version is the one mmcv measured on CUDA.
+    'cuda': 'einsum',
+}
+"""Implementation used per ``device.type``; a device type not listed uses ``'einsum'``."""
+
+
+def set_criss_cross_backend(device_type: str, name: str) -> None:
+    """Choose the implementation :func:`criss_cross_attention` uses on a device type.
+
+    Args:
+        device_type: a ``torch.device.type`` such as ``'cpu'`` or ``'cuda'``.
+        name: one of the keys of :data:`CRISS_CROSS_IMPLS` (``'einsum'``, ``'lse'``).
+
+    Raises:
+        ValueError: if ``name`` is not a known implementation.
+    """
+    if name not in CRISS_CROSS_IMPLS:
+        raise ValueError(f'unknown criss-cross implementation {name!r}; valid names are: '
+                         f"{', '.join(sorted(CRISS_CROSS_IMPLS))}")
+    CRISS_CROSS_BACKENDS[device_type] = name
+
+
+def criss_cross_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Criss-cross attention, fast path: the implementation chosen for ``q.device.type``.
+
+    Args:
+        q: queries, (B, Cqk, H, W).
+        k: keys, (B, Cqk, H, W).
+        v: values, (B, Cv, H, W).
+
+    Returns:
+        (B, Cv, H, W): for every pixel, the softmax-weighted sum of the values on its row
+        and column, the pixel itself counted once.
+
+    Raises:
+        ValueError: if the shapes of ``q``, ``k`` and ``v`` do not fit together.
+    """
+    impl = CRISS_CROSS_IMPLS[CRISS_CROSS_BACKENDS.get(q.device.type, 'einsum')]
+    return impl(q, k, v)

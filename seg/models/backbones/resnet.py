@@ -76,7 +76,7 @@ class DilatedResNet(nn.Module):
         self.depth, self.deep_stem, self.avg_down = depth, deep_stem, avg_down
         self.out_indices = tuple(out_indices)
         net = ResNet(block, layers, output_stride=output_stride, channels=tuple(channels),
-                     stem_width=32 if deep_stem else 64, stem_type='deep' if deep_stem else '',
+                     stem_width=channels[0] // 2 if deep_stem else 64, stem_type='deep' if deep_stem else '',
                      avg_down=avg_down, num_classes=0, global_pool='')
         self.stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4

@@ -1,4 +1,6 @@
-"""Context blocks over `seg.ops` (criss-cross, ...), used by the heads and as plug-ins."""
+"""Context blocks over `seg.ops` (criss-cross, position / channel attention, non-local)."""
 from .criss_cross import CrissCrossAttention
+from .dual_attention import ChannelAttention, DualAttention, PositionAttention
+from .non_local import NonLocal2d
 
-__all__ = ['CrissCrossAttention']
+__all__ = ['ChannelAttention', 'CrissCrossAttention', 'DualAttention', 'NonLocal2d', 'PositionAttention']

@@ -1,0 +1,19 @@
+# DANet (position + channel attention, sum fusion, all three outputs supervised) on a dilated
+# ResNet-50 (deep stem, output stride 8), auxiliary FCN head on stage 3.
+norm = 'SyncBN'
+model = dict(
+    type='EncoderDecoder',
+    num_classes=19,
+    data_preprocessor=dict(type='SegDataPreprocessor', mean=(123.675, 116.28, 103.53),
+                           std=(58.395, 57.12, 57.375), pad_val=0, seg_pad_val=255),
+    backbone=dict(type='DilatedResNet', depth=50, deep_stem=True, output_stride=8, norm=norm,
+                  pretrained='timm'),
+    decode_head=dict(type='DAHead', in_channels=2048, channels=512, num_classes=19, pam_reduction=8,
+                     in_index=3, dropout=0.1, norm=norm),
+    auxiliary_head=dict(type='FCNHead', in_channels=1024, channels=256, num_classes=19, num_convs=1,
+                        concat_input=False, in_index=2, dropout=0.1, norm=norm),
+    loss=dict(type='CrossEntropyLoss', ignore_index=255),
+    loss_weights=dict(out=1.0, pam=1.0, cam=1.0, aux=0.4),
+    align_corners=False,
+    test_cfg=dict(mode='whole'),
+)

@@ -1,0 +1,44 @@
+"""Every config file builds and runs one train step and one predict step on a tiny input."""
+import glob
+import os
+
+import pytest
+import torch
+from mmengine.optim import OptimWrapper
+
+from seg.apis.config import import_all, load_config
+from seg.registry import MODELS
+
+from .conftest import ROOT
+
+CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+
+
+def test_there_are_configs():
+    assert 'configs/ccnet_r50.py' in CONFIGS and 'configs/demo_ccnet.py' in CONFIGS
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_trains_and_predicts_one_step(config):
+    import_all()
+    from seg.datasets.transforms import build_pipeline
+
+    cfg = load_config(os.path.join(ROOT, config))
+    for loader in ('train_dataloader', 'val_dataloader'):
+        build_pipeline(list(cfg[loader].dataset.pipeline))
+    cfg.model.backbone.pretrained = None
+    if cfg.model.test_cfg.get('mode') == 'slide':  # slide windows that fit the tiny input
+        cfg.model.test_cfg.update(crop_size=(24, 24), stride=(16, 16))
+    model = MODELS.build(cfg.model)
+    num_classes = cfg.model.num_classes
+    size = (32, 32)
+    inputs = [torch.randint(0, 256, (3, *size), dtype=torch.uint8) for _ in range(2)]
+    samples = [dict(gt_sem_seg=torch.randint(0, num_classes, size)) for _ in range(2)]
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3))
+    model.train()
+    log_vars = model.train_step(dict(inputs=inputs, data_samples=samples), optim)
+    assert torch.isfinite(log_vars['loss']) and 'loss_out' in log_vars
+    model.eval()
+    preds = model.val_step(dict(inputs=inputs[:1], data_samples=samples[:1]))
+    assert preds[0]['pred_sem_seg'].shape == size
+    assert int(preds[0]['pred_sem_seg'].max()) < num_classes
