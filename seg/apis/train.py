@@ -31,13 +31,21 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', name)
     world_size = int(os.environ.get('WORLD_SIZE', '1')) if launcher == 'pytorch' else 1
     resolve_runtime(cfg, world_size)
+    # Checkpoints must load with torch.load's default weights_only=True (resume, eval, infer).
+    hooks = list(cfg.get('custom_hooks', []))
+    if not any(h.get('type') == 'SafeCheckpointHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='SafeCheckpointHook')]
     if amp:
         cfg.optim_wrapper.type = 'AutoAmpOptimWrapper'
     if resume:
         cfg.resume = True
         cfg.load_from = None  # mmengine then takes the latest checkpoint of work_dir
     if launcher == 'pytorch' and not _cuda():
-        # DDP on CPU processes: gloo, and no device_ids.
+        # DDP on CPU processes: gloo, no device_ids. mmengine's own init would call cuda.set_device.
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend='gloo')
         cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
                                      broadcast_buffers=False)

@@ -1,7 +1,9 @@
-"""Checkpoints under PyTorch's default ``weights_only`` loading.
+"""Checkpoints that load under PyTorch's default ``weights_only=True``.
 
-mmengine stores its message hub (``HistoryBuffer`` objects holding numpy arrays) in every
-checkpoint; rather than turning the safety off, the few classes it needs are allow-listed.
+mmengine stores its message hub in every checkpoint: ``HistoryBuffer`` objects holding numpy arrays
+and bound methods, which the safe unpickler rightly refuses (allowing them would mean allowing
+``getattr``). :class:`SafeCheckpointHook` stores them as plain lists instead and rebuilds the
+buffers after loading, so nothing needs to be allow-listed and the safety stays on.
 """
 from __future__ import annotations
 
@@ -11,24 +13,54 @@ from typing import Any
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+
+from seg.registry import HOOKS
+
+_BUFFER_TAG = '__history_buffer__'
 
 
-def _safe_globals() -> list[Any]:
-    from mmengine.logging.history_buffer import HistoryBuffer
+def to_plain(obj: Any) -> Any:
+    """numpy arrays / scalars and HistoryBuffers -> lists, floats and tagged dicts (recursively)."""
+    if isinstance(obj, HistoryBuffer):
+        log, count = obj.data
+        return {_BUFFER_TAG: True, 'log_history': to_plain(log), 'count_history': to_plain(count),
+                'max_length': obj.max_length}
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return type(obj)((k, to_plain(v)) for k, v in obj.items())  # dict or OrderedDict
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj)
+    return obj
 
-    items: list[Any] = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct
-                        if hasattr(np, 'core') else np._core.multiarray._reconstruct]
-    # numpy >= 1.25 pickles dtypes as instances of their DType classes (np.dtypes.Float64DType...).
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        items += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
-    items += [np.float64, np.float32, np.int64, np.int32, np.bool_]
-    return items
+
+def from_plain(obj: Any) -> Any:
+    """Inverse of :func:`to_plain` for the tagged HistoryBuffers."""
+    if isinstance(obj, dict):
+        if obj.get(_BUFFER_TAG):
+            return HistoryBuffer(obj['log_history'], obj['count_history'], obj['max_length'])
+        return {k: from_plain(v) for k, v in obj.items()}
+    return obj
 
 
-def allow_checkpoint_globals() -> None:
-    """Allow-list what mmengine's checkpoints hold besides tensors and plain containers."""
-    torch.serialization.add_safe_globals(_safe_globals())
+@HOOKS.register_module()
+class SafeCheckpointHook(Hook):
+    """Keeps checkpoints free of pickled classes: message hub as plain data, restored on load."""
+
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in ('message_hub', 'meta'):
+            if key in checkpoint:
+                checkpoint[key] = to_plain(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if 'message_hub' in checkpoint:
+            checkpoint['message_hub'] = from_plain(checkpoint['message_hub'])
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -36,8 +68,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    allow_checkpoint_globals()
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - say which file and why
+        raise ValueError(f'cannot load checkpoint {path!r} with weights_only=True: {exc}') from exc
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
         raise ValueError(f'{path!r} is not a seg checkpoint: expected a dict with a "state_dict" key')
     return ckpt
