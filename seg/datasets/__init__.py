@@ -1,0 +1,27 @@
+"""Datasets, albumentations pipelines and batch collation of ``seg``.
+
+Importing this package registers the datasets in ``DATASETS``, the transforms in ``TRANSFORMS`` and
+``seg_collate`` in mmengine's ``FUNCTIONS``.
+"""
+from .ade20k import ADE20KDataset
+from .base import BaseSegDataset, generate_palette
+from .cityscapes import CityscapesDataset
+from .collate import seg_collate
+from .folder import FolderDataset
+from .synthetic import SyntheticStreets, ensure_synthetic_split, render_street_scene
+from .transforms import (
+                         Pad,
+                         PhotoMetricDistortion,
+                         RandomCrop,
+                         RandomFlip,
+                         RandomResize,
+                         Resize,
+                         build_pipeline,
+                         reseed_pipeline,
+)
+
+__all__ = [
+    'ADE20KDataset', 'BaseSegDataset', 'CityscapesDataset', 'FolderDataset', 'Pad', 'PhotoMetricDistortion',
+    'RandomCrop', 'RandomFlip', 'RandomResize', 'Resize', 'SyntheticStreets', 'build_pipeline',
+    'ensure_synthetic_split', 'generate_palette', 'render_street_scene', 'reseed_pipeline', 'seg_collate',
+]

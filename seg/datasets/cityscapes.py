@@ -1,0 +1,64 @@
+"""The Cityscapes Dataset for Semantic Urban Scene Understanding (Cordts et al., CVPR 2016).
+
+https://arxiv.org/abs/1604.01685 -- https://www.cityscapes-dataset.com
+
+Layout under ``data_root``::
+
+    leftImg8bit/{train,val,test}/{city}/{name}_leftImg8bit.png
+    gtFine/{train,val,test}/{city}/{name}_gtFine_labelTrainIds.png
+
+The ``*_labelTrainIds.png`` masks (19 train classes, 255 = ignore) are not in the download; the
+``csCreateTrainIdLabelImgs`` command of ``cityscapesscripts`` creates them from the polygons.
+The test split's labels are withheld, so ``split='test'`` yields images only.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from seg.registry import DATASETS
+
+from .base import BaseSegDataset
+
+__all__ = ['CityscapesDataset']
+
+CITYSCAPES_CLASSES = (
+    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
+    'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle',
+    'bicycle')
+CITYSCAPES_PALETTE = [
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
+
+
+@DATASETS.register_module()
+class CityscapesDataset(BaseSegDataset):
+    """Cityscapes fine annotations with the 19 evaluation classes (train ids).
+
+    Args:
+        data_root: The directory holding ``leftImg8bit/`` and ``gtFine/``.
+        split: ``'train'``, ``'val'`` or ``'test'`` (images only).
+        pipeline: Transform configs (see :func:`seg.datasets.transforms.build_pipeline`).
+        test_mode: Transform the image only; masks keep their file size.
+        ignore_index: Label of unlabelled pixels (255 in ``*_labelTrainIds.png``).
+    """
+
+    METAINFO = {'classes': CITYSCAPES_CLASSES, 'palette': CITYSCAPES_PALETTE}
+    SPLITS = ('train', 'val', 'test')
+
+    def __init__(self, data_root: str, split: str = 'train', pipeline: Sequence[dict] | None = None,
+                 test_mode: bool = False, ignore_index: int = 255):
+        if split not in self.SPLITS:
+            raise ValueError(f'CityscapesDataset: split must be one of {self.SPLITS}, got {split!r}')
+        self.split = split
+        super().__init__(
+            data_root=data_root, img_dir=f'leftImg8bit/{split}',
+            ann_dir=None if split == 'test' else f'gtFine/{split}',
+            img_suffix='_leftImg8bit.png', seg_map_suffix='_gtFine_labelTrainIds.png', pipeline=pipeline,
+            test_mode=test_mode, ignore_index=ignore_index, reduce_zero_label=False)
+
+    def missing_mask_hint(self) -> str:
+        """How to create the ``*_gtFine_labelTrainIds.png`` masks."""
+        return ('; the *_gtFine_labelTrainIds.png masks are created from the Cityscapes polygons by '
+                'cityscapesscripts: pip install cityscapesscripts, then run '
+                f'CITYSCAPES_DATASET={self.data_root} csCreateTrainIdLabelImgs')
