@@ -2,13 +2,8 @@
 dataset_type = 'SyntheticStreets'
 data_root = 'data/synthetic'
 img_size = (96, 192)
-crop_size = (96, 192)
-train_pipeline = [
-    dict(type='RandomResize', scale=(192, 96), ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='Pad', size=crop_size, pad_val=0, seg_pad_val=255),
-]
+# Flip only: a crop could cut the bus-stop panel off and leave a 'bus_lane' label without its cue.
+train_pipeline = [dict(type='RandomFlip', prob=0.5)]
 test_pipeline = []
 train_dataloader = dict(
     batch_size=8, num_workers=2, persistent_workers=True,
