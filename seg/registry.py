@@ -56,3 +56,13 @@ OPTIM_WRAPPERS = SegRegistry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, sc
                              locations=['seg.engine'])
 HOOKS = SegRegistry('hook', parent=MMENGINE_HOOKS, scope='seg', locations=['seg.engine'])
 ATTENTION = SegRegistry('attention', scope='seg', locations=['seg.models.attention'])
+
+# Children of mmengine's other registries, so that building under the 'seg' scope finds mmengine's
+# optimizers, schedulers, loops, visualizers... through the parent without a fallback warning.
+from mmengine import registry as _mm  # noqa: E402
+
+for _name in ('DATA_SAMPLERS', 'EVALUATOR', 'FUNCTIONS', 'LOG_PROCESSORS', 'LOOPS', 'MODEL_WRAPPERS',
+              'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIMIZERS', 'PARAM_SCHEDULERS', 'RUNNERS', 'VISBACKENDS',
+              'VISUALIZERS', 'WEIGHT_INITIALIZERS', 'RUNNER_CONSTRUCTORS', 'INFERENCERS', 'TASK_UTILS'):
+    _parent = getattr(_mm, _name)
+    globals()[_name] = SegRegistry(_parent.name, parent=_parent, scope='seg')
