@@ -2,7 +2,8 @@
 
 The generic tests are parametrized over ``list_attention()``, so a newly registered module is
 tested automatically (and must get a parameter-count formula below). Each module is also checked
-against a plain re-computation of its paper's formula on hand-set weights, in float64.
+against a plain re-computation of its paper's formula on hand-set weights, in float64; the context
+blocks (non-local, criss-cross, PAM, CAM, dual) against the ``*_reference`` ops of ``seg.ops``.
 """
 from __future__ import annotations
 
@@ -14,14 +15,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from seg.models.attention import (
+    CAM,
     CBAM,
     ECA,
     GAM,
     NAM,
+    PAM,
     SE,
     SK,
     SOCA,
     CoordAttention,
+    CrissCross,
+    DualBlock,
+    NonLocal,
     S2MLPv2,
     ShuffleAttention,
     SimAM,
@@ -32,6 +38,15 @@ from seg.models.attention import (
     list_attention,
     newton_schulz_sqrt,
 )
+from seg.models.blocks import (
+    ChannelAttention,
+    CrissCrossAttention,
+    DualAttention,
+    NonLocal2d,
+    PositionAttention,
+    RecurrentCrissCross,
+)
+from seg.ops import channel_attention_reference, criss_cross_attention_reference, position_attention_reference
 from seg.registry import ATTENTION
 
 C = 32
@@ -39,7 +54,12 @@ C = 32
 SMALL = {'shuffle': dict(groups=4)}
 NAMES = list_attention()
 EXPECTED = {'se': SE, 'eca': ECA, 'cbam': CBAM, 'coord': CoordAttention, 'sk': SK, 'simam': SimAM,
-            'gam': GAM, 'shuffle': ShuffleAttention, 'nam': NAM, 'soca': SOCA, 's2mlpv2': S2MLPv2}
+            'gam': GAM, 'shuffle': ShuffleAttention, 'nam': NAM, 'soca': SOCA, 's2mlpv2': S2MLPv2,
+            'nonlocal': NonLocal, 'criss_cross': CrissCross, 'pam': PAM, 'cam': CAM, 'dual': DualBlock}
+# The context blocks: thin subclasses of seg.models.blocks, residual (identity at initialisation),
+# attention maps never a module output.
+CONTEXT = {'nonlocal': NonLocal2d, 'criss_cross': RecurrentCrissCross, 'pam': PositionAttention,
+           'cam': ChannelAttention, 'dual': DualAttention}
 
 
 def make(name: str, channels: int = C, **kw) -> nn.Module:
@@ -189,6 +209,19 @@ def test_bad_channels(name, channels):
     ('nam', dict(spatial=True, spatial_size=(0, 4)), 'spatial_size\\[0\\]'),
     ('soca', dict(reduction=64), 'reduction must be <= channels'),
     ('soca', dict(iterations=0), 'iterations must be an integer >= 1'),
+    ('nonlocal', dict(reduction=33), 'NonLocal: reduction must be <= channels'),
+    ('nonlocal', dict(reduction=0), 'reduction must be an integer >= 1'),
+    ('nonlocal', dict(mode='cosine'), 'mode must be one of embedded_gaussian, gaussian'),
+    ('nonlocal', dict(norm='LN'), "norm must be one of BN.*got 'LN'"),
+    ('nonlocal', dict(use_scale=1), 'use_scale must be a bool'),
+    ('nonlocal', dict(query_chunk=0), 'query_chunk must be an integer >= 1'),
+    ('criss_cross', dict(reduction=64), 'CrissCross: reduction must be <= channels'),
+    ('criss_cross', dict(recurrence=0), 'recurrence must be an integer >= 1'),
+    ('criss_cross', dict(recurrence=2.0), 'recurrence must be an integer >= 1'),
+    ('pam', dict(reduction=33), 'PAM: reduction must be <= channels'),
+    ('pam', dict(reduction=True), 'reduction must be an integer >= 1'),
+    ('cam', dict(reduction=8), 'no option.*reduction.*options are: \\(none\\)'),
+    ('dual', dict(reduction=64), 'DualBlock: reduction must be <= channels'),
 ])
 def test_impossible_options(name, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -272,6 +305,14 @@ GATES = {
     'shuffle': {'channel_gate': (8, C // 8, 1, 1), 'spatial_gate': (8, C // 8, 7, 9)},
     'nam': {'channel_gate': (2, C, 7, 9)}, 'soca': {'gate': (2, C, 1, 1)},
     's2mlpv2': {'split_attention.gate': (2, 3, C)},
+    # The context blocks' maps (N x N for PAM and non-local) are never built whole: their entries
+    # are the hookable tensors the maps are recomputed from (not gates, so not bounded); CAM's map
+    # comes from its input alone. test_context_maps_from_hooked_tensors checks they suffice.
+    'nonlocal': {'theta': (2, C // 2, 7, 9), 'phi': (2, C // 2, 7, 9), 'g': (2, C // 2, 7, 9)},
+    'criss_cross': {'cca.query': (2, C // 8, 7, 9), 'cca.key': (2, C // 8, 7, 9), 'cca.value': (2, C, 7, 9)},
+    'pam': {'query': (2, C // 8, 7, 9), 'key': (2, C // 8, 7, 9), 'value': (2, C, 7, 9)},
+    'cam': {},
+    'dual': {'pam.query': (2, C // 8, 7, 9), 'pam.key': (2, C // 8, 7, 9), 'pam.value': (2, C, 7, 9)},
 }
 
 
@@ -285,7 +326,9 @@ def test_gates_are_hookable_submodules(name):
     m(torch.randn(2, C, 7, 9))
     assert {k: tuple(v.shape) for k, v in seen.items()} == GATES[name]
     for v in seen.values():
-        assert torch.isfinite(v).all() and (v >= 0).all() and (v <= 1).all()
+        assert torch.isfinite(v).all()
+        if name not in CONTEXT:
+            assert (v >= 0).all() and (v <= 1).all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +352,18 @@ def _gam_params(c, r=4, k=7, g=1):
     return mlp + convs + 2 * (c // r) + 2 * c  # + the two BN
 
 
+def _qkv_params(c, r=8):
+    """Query and key 1x1 convs C -> C/r, value C -> C (all with bias), and gamma."""
+    return 2 * (c * (c // r) + c // r) + c * c + c + 1
+
+
+def _nonlocal_params(c, r=2, mode='embedded_gaussian', norm=True):
+    ci = c // r
+    embeds = 1 if mode == 'gaussian' else 3  # g (+ theta, phi), 1x1 with bias
+    out = ci * c + (2 * c if norm else c)  # W_z: bias-free before a norm (scale + shift)
+    return embeds * (c * ci + ci) + out + (2 * ci if mode == 'concatenation' else 0)
+
+
 PARAM_FORMULAS = {
     'se': [({}, lambda c: 2 * c * c // 16), (dict(reduction=8), lambda c: 2 * c * c // 8)],
     'eca': [(dict(kernel_size=5), lambda c: 5), ({}, lambda c: eca_kernel_size(c))],
@@ -323,6 +378,16 @@ PARAM_FORMULAS = {
     'nam': [({}, lambda c: 2 * c), (dict(spatial=True, spatial_size=(5, 6)), lambda c: 2 * c + 2 * 30)],
     'soca': [({}, lambda c: 2 * c * (c // 8) + c // 8 + c)],
     's2mlpv2': [({}, lambda c: 8 * c * c + 4 * c)],
+    'nonlocal': [({}, _nonlocal_params),
+                 (dict(reduction=4, norm='none'), lambda c: _nonlocal_params(c, 4, norm=False)),
+                 (dict(mode='gaussian'), lambda c: _nonlocal_params(c, mode='gaussian')),
+                 (dict(mode='concatenation', norm='GN'),
+                  lambda c: _nonlocal_params(c, mode='concatenation'))],
+    # the R passes share one set of weights
+    'criss_cross': [({}, _qkv_params), (dict(recurrence=3, reduction=4), lambda c: _qkv_params(c, 4))],
+    'pam': [({}, _qkv_params), (dict(reduction=2), lambda c: _qkv_params(c, 2))],
+    'cam': [({}, lambda c: 1)],
+    'dual': [({}, lambda c: _qkv_params(c) + 1), (dict(reduction=4), lambda c: _qkv_params(c, 4) + 1)],
 }
 
 
@@ -590,3 +655,163 @@ def test_s2mlpv2_reference():
     torch.testing.assert_close(m(x), ref)
     # The channel argument is honoured (the seed code hard-wired 512 inside split attention).
     assert S2MLPv2(48).split_attention.fc1.in_features == 48
+
+
+# ---------------------------------------------------------------------------------------------
+# The context blocks, against the reference ops of seg.ops on hand-set weights (float64).
+
+def conv1x1_ref(x, conv):
+    """A 1x1 convolution with bias as a per-pixel matrix product."""
+    y = torch.einsum('oc,bchw->bohw', conv.weight[:, :, 0, 0], x)  # [B, O, H, W]
+    return y + conv.bias[:, None, None]
+
+
+def set_gamma(module, value):
+    with torch.no_grad():
+        module.gamma.fill_(value)
+
+
+def qkv_attention_ref(m, x, op):
+    """``gamma * op(q, k, v) + x`` of a query / key / value block (PAM, one criss-cross pass)."""
+    return m.gamma * op(conv1x1_ref(x, m.query), conv1x1_ref(x, m.key), conv1x1_ref(x, m.value)) + x
+
+
+def test_context_classes_are_thin_subclasses():
+    for name, base in CONTEXT.items():
+        cls = ATTENTION.get(name)
+        assert issubclass(cls, base) and cls.__mro__[1] is base, name
+        # only validation is added: the computation is the block's own
+        assert set(vars(cls)) <= {
+            '__module__', '__qualname__', '__doc__', '__init__', 'forward', '__firstlineno__',
+            '__static_attributes__'}, name
+
+
+@pytest.mark.parametrize('name', sorted(CONTEXT))
+def test_context_blocks_start_as_residual_identity(name):
+    m = make(name).eval()
+    x = torch.randn(2, C, 5, 6)
+    with torch.no_grad():
+        y = m(x)
+    # PAM, CAM, criss-cross, dual: gamma = 0; non-local: the norm after W_z starts at 0
+    torch.testing.assert_close(y, x)
+
+
+def test_pam_reference():
+    m = randomize(PAM(C, reduction=4)).double()
+    set_gamma(m, 0.7)
+    x = double_input()
+    ref = qkv_attention_ref(m, x, lambda q, k, v: position_attention_reference(q, k, v, scale=1.0))
+    torch.testing.assert_close(m(x), ref)
+
+
+def test_cam_reference():
+    m = CAM(C).double()
+    set_gamma(m, -0.6)
+    x = double_input()
+    torch.testing.assert_close(m(x), -0.6 * channel_attention_reference(x) + x)
+
+
+@pytest.mark.parametrize('recurrence', [1, 2, 3])
+def test_criss_cross_reference(recurrence):
+    m = randomize(CrissCross(C, recurrence=recurrence, reduction=4)).double()
+    set_gamma(m.cca, 0.8)
+    x = double_input(h=5, w=6)
+    ref = x
+    for _ in range(recurrence):  # the same weights in every pass
+        ref = qkv_attention_ref(m.cca, ref, criss_cross_attention_reference)
+    calls = []
+    m.cca.register_forward_hook(lambda mod, i, o: calls.append(o))
+    torch.testing.assert_close(m(x), ref)
+    assert len(calls) == recurrence and isinstance(m.cca, CrissCrossAttention)
+    assert params(m) == params(CrissCrossAttention(C, reduction=4))  # independent of R
+
+
+def test_recurrent_criss_cross_block():
+    assert RecurrentCrissCross(C).recurrence == 2 and 'recurrence=2' in repr(RecurrentCrissCross(C))
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match='recurrence must be an integer >= 1'):
+            RecurrentCrissCross(C, recurrence=bad)
+    with pytest.raises(ValueError, match='reduction'):
+        RecurrentCrissCross(C, reduction=64)
+
+
+def test_dual_reference():
+    m = randomize(DualBlock(C, reduction=4)).double()
+    set_gamma(m.pam, 0.5)
+    set_gamma(m.cam, -0.3)
+    x = double_input()
+    pam = qkv_attention_ref(m.pam, x, lambda q, k, v: position_attention_reference(q, k, v, scale=1.0))
+    torch.testing.assert_close(m(x), pam + (-0.3 * channel_attention_reference(x) + x) - x)
+
+
+@pytest.mark.parametrize('kw, scale', [(dict(), 1 / math.sqrt(C // 4)), (dict(use_scale=False), 1.0),
+                                       (dict(mode='gaussian'), 1.0)])
+def test_nonlocal_reference(kw, scale):
+    m = randomize(NonLocal(C, reduction=4, **kw)).double().eval()  # BN scale hand-set, not 0
+    x = double_input()
+    g = conv1x1_ref(x, m.g)
+    if kw.get('mode') == 'gaussian':
+        y = position_attention_reference(x, x, g, scale=scale)
+    else:
+        y = position_attention_reference(conv1x1_ref(x, m.theta), conv1x1_ref(x, m.phi), g, scale=scale)
+    z = torch.einsum('oc,bchw->bohw', m.conv_out.weight[:, :, 0, 0], y)  # [B, C, H, W], W_z bias-free
+    torch.testing.assert_close(m(x), x + bn_ref(z, m.norm))
+
+
+def test_context_maps_from_hooked_tensors():
+    """The GATES taps are enough to rebuild each block's attention maps and, from them, its output."""
+    x = double_input(h=5, w=6)
+
+    def record(m, taps):
+        seen = {}
+        for tap in taps:
+            m.get_submodule(tap).register_forward_hook(lambda mod, i, o, tap=tap: seen.__setitem__(tap, o))
+        return seen
+
+    def check_rows(a):  # every query's weights: a distribution over the pixels it sees
+        assert (a >= 0).all() and (a <= 1).all()
+        torch.testing.assert_close(a.sum(-1), torch.ones_like(a.sum(-1)))
+
+    # PAM: the (N x N) map softmax(q^T k), applied to v
+    m = randomize(PAM(C)).double()
+    seen = record(m, GATES['pam'])
+    y = m(x)
+    q, k, v = (seen[t].flatten(2) for t in ('query', 'key', 'value'))  # [B, C', N]
+    a = torch.softmax(torch.einsum('bci,bcj->bij', q, k), dim=-1)  # [B, N, N]
+    check_rows(a)
+    torch.testing.assert_close(y, m.gamma * torch.einsum('bij,bcj->bci', a, v).reshape(x.shape) + x)
+
+    # non-local: softmax(theta^T phi / sqrt(Ci)) applied to g, then W_z and the norm
+    m = randomize(NonLocal(C)).double().eval()
+    seen = record(m, GATES['nonlocal'])
+    y = m(x)
+    theta, phi, g = (seen[t].flatten(2) for t in ('theta', 'phi', 'g'))  # [B, Ci, N]
+    a = torch.softmax(torch.einsum('bci,bcj->bij', theta, phi) / math.sqrt(C // 2), dim=-1)  # [B, N, N]
+    check_rows(a)
+    z = torch.einsum('bij,bcj->bci', a, g).reshape(2, C // 2, 5, 6)  # [B, Ci, H, W]
+    torch.testing.assert_close(y, x + m.norm(m.conv_out(z)))
+
+    # CAM: the (C x C) map from the input alone
+    m = CAM(C).double()
+    set_gamma(m, 0.4)
+    flat = x.flatten(2)  # [B, C, N]
+    energy = torch.einsum('bcn,bdn->bcd', flat, flat)  # [B, C, C]
+    a = torch.softmax(energy.amax(dim=-1, keepdim=True) - energy, dim=-1)
+    check_rows(a)
+    torch.testing.assert_close(m(x), 0.4 * torch.einsum('bcd,bdn->bcn', a, flat).reshape(x.shape) + x)
+
+    # criss-cross, one pass: per pixel, a distribution over its column and row (itself once)
+    m = randomize(CrissCross(C, recurrence=1)).double()
+    seen = record(m, GATES['criss_cross'])
+    y = m(x)
+    q, k, v = (seen[t] for t in ('cca.query', 'cca.key', 'cca.value'))
+    out = torch.zeros_like(x)
+    for i in range(5):
+        for j in range(6):
+            mask = torch.zeros(5, 6, dtype=torch.bool)
+            mask[i, :], mask[:, j] = True, True
+            logits = torch.einsum('bc,bcn->bn', q[:, :, i, j], k[:, :, mask])  # [B, H + W - 1]
+            a = torch.softmax(logits, dim=-1)
+            check_rows(a)
+            out[:, :, i, j] = torch.einsum('bn,bcn->bc', a, v[:, :, mask])
+    torch.testing.assert_close(y, m.cca.gamma * out + x)

@@ -31,6 +31,8 @@ NAMES = list_attention()
 # ShuffleAttention's default 64 groups need C % 128 == 0.
 SMALL = {'shuffle': dict(groups=4)}
 TINY = (8, 16, 32, 64)  # stage widths: Bottleneck outputs 32, 64, 128, 256
+# The context blocks of seg.models.blocks, registered as plug-ins (seg/models/attention/context.py).
+CONTEXT = ('cam', 'criss_cross', 'dual', 'nonlocal', 'pam')
 RESNET_LOGGER = 'seg.models.backbones.resnet'
 
 
@@ -105,7 +107,8 @@ def test_head_attention_default_string_and_dict():
 
 
 def test_head_bad_attention_errors():
-    with pytest.raises(ValueError, match="unknown attention type 'nope'; valid types are: cbam"):
+    with pytest.raises(ValueError, match="unknown attention type 'nope'; valid types are: cam, cbam, coord, "
+                                         "criss_cross, dual, eca"):
         AttentionHead(16, 32, 2, attention=dict(type='nope'))
     with pytest.raises(ValueError, match='has no option.*ratio'):
         AttentionHead(16, 32, 2, attention=dict(type='se', ratio=4))
@@ -113,6 +116,26 @@ def test_head_bad_attention_errors():
         AttentionHead(16, 32, 2, attention=dict(type='shuffle'))  # 64 groups need C % 128 == 0
     with pytest.raises(ValueError, match="no 'type'"):
         AttentionHead(16, 32, 2, attention=dict(reduction=4))
+
+
+def test_head_with_criss_cross_is_ccnet_head():
+    # AttentionHead(attention='criss_cross') is CCHead: the R passes sit inside the module instead
+    # of in the head's loop, with the same weights under the key prefix 'context.cca.'.
+    torch.manual_seed(0)
+    cc = MODELS.build(dict(type='CCHead', in_channels=24, channels=32, num_classes=3, recurrence=3,
+                           reduction=4))
+    head = AttentionHead(24, 32, 3, attention=dict(type='criss_cross', recurrence=3, reduction=4))
+    assert head.repeats == 1 and cc.repeats == 3
+    with torch.no_grad():
+        cc.context.gamma.fill_(0.5)  # non-zero, so the attention counts
+    state = {k.replace('context.', 'context.cca.', 1): v for k, v in cc.state_dict().items()}
+    assert set(state) == set(head.state_dict())
+    head.load_state_dict(state)
+    cc.eval()
+    head.eval()
+    feats = [torch.randn(2, 24, 6, 7)]
+    with torch.no_grad():
+        torch.testing.assert_close(head(feats)['out'], cc(feats)['out'])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +197,32 @@ def test_backbone_plugin_sits_before_the_residual_addition(name, depth, stages):
             torch.testing.assert_close(rec['y'], torch.relu(rec['se_out'] + shortcut))  # before the add
             checked += 1
     assert checked == sum(len(getattr(net, f'layer{s}')) for s in stages)
+
+
+@pytest.mark.parametrize('name', CONTEXT)
+def test_backbone_context_plugins_at_layer1_keep_the_plain_network(name):
+    # At layer1 resolution (stride 4) PAM and non-local attend over all N = H W pixels; the input is
+    # tiny (8 x 8 there). Residual with gamma = 0 (or a zero norm), a freshly plugged block leaves
+    # the plain network's function unchanged, so pretrained weights keep working; DANet's dual block
+    # sums two residual branches, so it doubles its input instead.
+    torch.manual_seed(0)
+    plain = DilatedResNet(depth=50, channels=TINY).eval()
+    with torch.no_grad():  # timm zero-initialises the last norm's scale: make the branches non-trivial
+        for block in plain.layer1:
+            block.bn3.weight.normal_()
+    net = DilatedResNet(depth=50, channels=TINY, block_attention=attn_cfg(name), attention_stages=(1,)).eval()
+    missing = net.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith('layer1.') and '.se.' in k for k in missing)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        feats, ref = net(x), plain(x)
+    assert feats[0].shape[-2:] == (8, 8)  # layer1
+    for f, r in zip(feats, ref):
+        torch.testing.assert_close(f, r)
+    net.train()
+    net(x.expand(2, -1, -1, -1))[-1].square().mean().backward()
+    grads = [p.grad for n, p in net.named_parameters() if '.se.' in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
 def test_backbone_plugin_bad_stage_or_config():
@@ -250,6 +299,9 @@ def test_backbone_plugin_still_rejects_an_incomplete_state(tmp_path):
 # The modules that shipped with their two configs; a module added later needs none to pass (its
 # configs are then skipped here, and test_configs.py builds any it gets).
 WITH_CONFIGS = ('cbam', 'coord', 'eca', 'gam', 'nam', 's2mlpv2', 'se', 'shuffle', 'simam', 'sk', 'soca')
+# Names whose NAME_r50-d8_* configs are those of a dedicated head, not of AttentionHead: the
+# 'nonlocal' configs are the Non-local network (NLHead), older than the plug-in of that name.
+DEDICATED_HEAD_CONFIGS = {'nonlocal': 'NLHead'}
 
 
 @pytest.mark.parametrize('name', sorted(set(NAMES) | set(WITH_CONFIGS)))
@@ -258,6 +310,13 @@ def test_configs_of_every_module(name):
     cases = [(f'configs/{name}_r50-d8_4xb2-80k_cityscapes-512x1024.py', 19),
              (f'configs/{name}_r50-d8_4xb4-80k_ade20k-512x512.py', 150)]
     present = [os.path.isfile(os.path.join(ROOT, rel)) for rel, _ in cases]
+    if name in DEDICATED_HEAD_CONFIGS:
+        assert all(present), name
+        for rel, num_classes in cases:
+            cfg = load_config(os.path.join(ROOT, rel))
+            assert cfg.model.decode_head.type == DEDICATED_HEAD_CONFIGS[name], rel
+            assert cfg.model.decode_head.num_classes == num_classes, rel
+        return
     if name not in WITH_CONFIGS and not any(present):
         pytest.skip(f'no configs for {name!r} (optional: copy configs/se_r50-d8_*.py)')
     assert all(present), f'{name!r}: missing {[rel for (rel, _), ok in zip(cases, present) if not ok]}'
@@ -302,6 +361,30 @@ def test_benchmark_counts_against_formulas():
     assert tool.resnet_plugin_params('shuffle', dict(groups=256)) is None  # 256 % 512 != 0
     assert tool.resnet_plugin_params('se', depth=18) == sum(
         2 * 2 * wd * (wd // 16) for wd in (64, 128, 256, 512))
+
+
+def test_benchmark_counts_context_blocks():
+    tool = load_tool()
+    c, h, w, r = 32, 4, 6, 8
+    n, cq = h * w, c // r
+    rows = {row['name']: row for row in tool.benchmark(list(CONTEXT), channels=c, height=h, width=w, warmup=0,
+                                                       repeats=1)}
+    qkv_params = 2 * (c * cq + cq) + c * c + c + 1
+    qkv_flops = 2 * n * (2 * c * cq + c * c)  # the three 1x1 convs
+    assert rows['cam']['params'] == 1 and rows['cam']['flops'] == 2 * 2 * c * c * n  # E = X X^T, then A X
+    assert rows['pam']['params'] == qkv_params
+    assert rows['pam']['flops'] == qkv_flops + 2 * n * n * (cq + c)  # logits, then weighted sum
+    # two passes, each over the H + W pixels of every pixel's row and column (itself counted twice)
+    assert rows['criss_cross']['params'] == qkv_params
+    assert rows['criss_cross']['flops'] == 2 * (qkv_flops + 2 * n * (h + w) * (cq + c))
+    assert rows['dual']['params'] == qkv_params + 1
+    assert rows['dual']['flops'] == rows['pam']['flops'] + rows['cam']['flops']
+    # non-local: its four 1x1 convs, plus the attention where counted (on CPU it runs in SDPA's fused
+    # flash kernel, which FlopCounterMode of torch 2.14 does not count: docs/attention.md adds it)
+    ci = c // 2
+    assert 2 * n * 4 * c * ci <= rows['nonlocal']['flops'] <= 2 * n * 4 * c * ci + 2 * n * n * 2 * ci
+    assert rows['cam']['r50_plugin_params'] == 16  # one gamma per block
+    assert rows['dual']['r50_plugin_params'] == rows['pam']['r50_plugin_params'] + 16
 
 
 def test_benchmark_batch_scales_flops():

@@ -15,7 +15,8 @@ class CrissCrossAttention(nn.Module):
     """One criss-cross pass: ``gamma * attention(x) + x``, gamma starting at 0.
 
     Query and key are 1x1 projections to ``channels // reduction``; the value keeps ``channels``.
-    Applying the same module R times is CCNet's recurrent criss-cross attention (RCCA).
+    Applying the same module R times is CCNet's recurrent criss-cross attention (RCCA):
+    :class:`RecurrentCrissCross`.
     """
 
     def __init__(self, channels: int, reduction: int = 8) -> None:
@@ -31,3 +32,36 @@ class CrissCrossAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = criss_cross_attention(self.query(x), self.key(x), self.value(x))
         return self.gamma * out + x
+
+
+class RecurrentCrissCross(nn.Module):
+    """Recurrent criss-cross attention (RCCA): one criss-cross pass applied R times, weights shared.
+
+    After one pass a pixel has seen its row and column; after two (the paper's R = 2) every pixel
+    has received information from every other one. The passes share the one
+    :class:`CrissCrossAttention` submodule ``cca``, so the parameters do not depend on R, and a
+    forward hook on ``cca`` fires once per pass.
+
+    Args:
+        channels: input (and output) channels C.
+        recurrence: number of passes R (>= 1).
+        reduction: query / key width is ``channels // reduction``.
+
+    Raises:
+        ValueError: ``recurrence`` is not an integer >= 1, or ``reduction`` is not in [1, channels].
+    """
+
+    def __init__(self, channels: int, recurrence: int = 2, reduction: int = 8) -> None:
+        super().__init__()
+        if isinstance(recurrence, bool) or not isinstance(recurrence, int) or recurrence < 1:
+            raise ValueError(f'recurrence must be an integer >= 1, got {recurrence!r}')
+        self.recurrence = recurrence
+        self.cca = CrissCrossAttention(channels, reduction)
+
+    def extra_repr(self) -> str:
+        return f'recurrence={self.recurrence}'
+
+    def forward(self, x: Tensor) -> Tensor:
+        for _ in range(self.recurrence):
+            x = self.cca(x)
+        return x

@@ -41,7 +41,11 @@ class ChannelAttention(nn.Module):
 
 
 class DualAttention(nn.Module):
-    """PAM and CAM side by side on one feature, fused by sum (DANet's block, as one plug-in)."""
+    """PAM and CAM side by side on one feature, fused by sum (DANet's block, as one plug-in).
+
+    ``x + gamma_p * PAM-attention(x) + gamma_c * CAM-attention(x)``: the two residual branches share
+    one identity, so the block starts as the identity (both gammas start at 0).
+    """
 
     def __init__(self, channels: int, reduction: int = 8) -> None:
         super().__init__()
@@ -49,4 +53,4 @@ class DualAttention(nn.Module):
         self.cam = ChannelAttention(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.pam(x) + self.cam(x)
+        return self.pam(x) + self.cam(x) - x  # each branch carries x once; keep it once
