@@ -14,10 +14,11 @@ tensor memory of the fast path next to its baseline, and their ratios (fast / ba
 Peak memory is ``seg.ops.memory.peak_memory``: on CPU the running sum of the PyTorch CPU
 allocator's allocation / free events recorded by ``torch.profiler`` (profile_memory=True),
 i.e. the most tensor bytes the call held at once (inputs excluded, output and gradients
-included); on CUDA ``max_memory_allocated`` above the memory allocated before the call.  It
-is measured in one extra run per case, which also serves as warm-up; times come from the
-``--repeat`` runs without the profiler.  Fast and baseline runs are interleaved so that load
-from other processes hits both alike.
+included); on CUDA ``max_memory_allocated`` above the memory allocated before the call.
+Every run is timed (wall clock, inside the profiler session, which costs about 2% on the
+most op-dense case, criss-cross) and measured; the time shown is the median over up to
+``--repeat`` rounds, fewer when a case's rounds pass ``--max-case-s``.  Fast and baseline
+runs are interleaved so that load from other processes hits both alike.
 
 Inputs are random with q and k scaled so that the logits have unit variance (very large
 logits make exp() produce subnormal floats, which are slow on CPU and unlike trained
@@ -32,12 +33,8 @@ Examples::
 from __future__ import annotations
 
 import os
-import sys
 
-if __name__ == '__main__' and 'TORCH_CPP_LOG_LEVEL' not in os.environ:
-    # Silence the profiler's per-session log lines; read at process start, hence the re-exec.
-    os.environ.update(TORCH_CPP_LOG_LEVEL='ERROR', KINETO_LOG_LEVEL='5')
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # silence the profiler's per-session log lines
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
@@ -46,6 +43,7 @@ import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -191,26 +189,44 @@ def _step(fn: Callable, inputs: Inputs, mode: str, grad_out: Optional[torch.Tens
             with torch.no_grad():
                 fn(*inputs)
         else:
-            for t in inputs:
-                t.grad = None
             out = fn(*inputs)
             out.backward(grad_out)
     return run
 
 
-def _timed(run: Callable[[], None], device: torch.device) -> float:
+def _measured(run: Callable[[], None], inputs: Inputs, device: torch.device) -> Tuple[float, int]:
+    """(wall seconds, peak bytes) of one run; the clock runs inside the memory measurement.
+
+    The gradients of the previous run are dropped before the measurement starts: freeing
+    them inside it would credit the run with memory it did not allocate.
+    """
+    for t in inputs:
+        t.grad = None
     gc.collect()
     _sync(device)
-    start = time.perf_counter()
-    run()
-    _sync(device)
-    return time.perf_counter() - start
+    elapsed: List[float] = []
+
+    def timed() -> None:
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        elapsed.append(time.perf_counter() - start)
+
+    _, peak = peak_memory(timed, device)
+    return elapsed[0], peak
 
 
 def bench_case(op: str, shape: Tuple[int, int], batch: int, mode: str, channels: int,
                device: torch.device, repeat: int, all_impls: bool, max_ref_bytes: int,
-               ) -> List[Result]:
-    """Measure the baseline and every fast candidate of one case, runs interleaved."""
+               max_case_s: float = math.inf) -> List[Result]:
+    """Measure the baseline and every fast candidate of one case, runs interleaved.
+
+    Up to ``repeat`` rounds run, each timing every implementation once and measuring its
+    peak memory in the same run; no new round starts once the rounds have taken
+    ``max_case_s`` seconds (at least one always runs).  There is no separate warm-up: the
+    median of three rounds drops a slow first run, and a case slow enough to get a single
+    round lasts seconds, next to which warm-up costs are small.
+    """
     h, w = shape
     inputs = make_inputs(op, batch, channels, h, w, device, grad=(mode == 'fwdbwd'))
     (base_name, base_fn), fast = implementations(op, channels, device, all_impls)
@@ -225,15 +241,16 @@ def bench_case(op: str, shape: Tuple[int, int], batch: int, mode: str, channels:
     runners: Dict[str, Callable[[], None]] = {name: _step(fn, inputs, mode, grad_out) for name, fn in fast}
     if run_base:
         runners[base_name] = _step(base_fn, inputs, mode, grad_out)
-    peaks: Dict[str, int] = {}
-    for name, run in runners.items():  # memory run, doubles as warm-up
-        gc.collect()
-        _sync(device)
-        peaks[name] = peak_memory(run, device)[1]
     times: Dict[str, List[float]] = {name: [] for name in runners}
-    for _ in range(repeat):
+    peaks: Dict[str, int] = {name: 0 for name in runners}
+    rounds_start = time.perf_counter()
+    for round_index in range(repeat):
+        if round_index > 0 and time.perf_counter() - rounds_start > max_case_s:
+            break
         for name, run in runners.items():
-            times[name].append(_timed(run, device))
+            elapsed, peak = _measured(run, inputs, device)
+            times[name].append(elapsed)
+            peaks[name] = max(peaks[name], peak)
     results = []
     for name, _ in fast:
         results.append(Result(
@@ -265,12 +282,13 @@ def _fmt_ratio(r: Optional[float]) -> str:
     return '-' if r is None else f'{r:.2f}x'
 
 
-HEADER = ('device', 'op', 'shape', 'B', 'mode', 'fast', 'baseline', 'time fast', 'time base',
+HEADER = ('device', 'op', 'shape', 'B', 'mode', 'fast', 'baseline', 'runs', 'time fast', 'time base',
           'time ratio', 'peak mem fast', 'peak mem base', 'mem ratio', 'note')
 
 
 def _row(r: Result) -> Tuple[str, ...]:
-    return (r.device, r.op, r.shape, str(r.batch), r.mode, r.impl, r.baseline, _fmt_time(r.time_s),
+    return (r.device, r.op, r.shape, str(r.batch), r.mode, r.impl, r.baseline, str(len(r.times_s)),
+            _fmt_time(r.time_s),
             _fmt_time(r.base_time_s), _fmt_ratio(r.time_ratio), _fmt_mem(r.peak_bytes),
             _fmt_mem(r.base_peak_bytes), _fmt_ratio(r.mem_ratio), r.note)
 
@@ -338,9 +356,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='whole-image feature map for pam / nonlocal inference (default 128x256)')
     parser.add_argument('--whole-batch', type=int, default=1, help='batch of the whole-image case (default 1)')
     parser.add_argument('--no-whole', action='store_true', help='skip the whole-image case')
-    parser.add_argument('--repeat', type=int, default=2,
-                        help='timed runs per implementation and case, after one memory / warm-up run '
-                             '(default 2)')
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='most timed runs per implementation and case, after one memory / warm-up '
+                             'run (default 3)')
+    parser.add_argument('--max-case-s', type=float, default=20.0,
+                        help='start no new timed round of a case after its rounds took this long; '
+                             'at least one round always runs (default 20)')
     parser.add_argument('--device', nargs='+', default=None,
                         help="devices (default: cpu, and cuda when available)")
     parser.add_argument('--all-impls', action='store_true',
@@ -376,16 +397,16 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Result]:
         for shape in args.shapes:
             for batch in batches:
                 for mode in args.modes:
-                    cases.append((op, shape, batch, mode, False))
+                    cases.append((op, shape, batch, mode))
         if op in QUADRATIC_OPS and not args.no_whole:
-            cases.append((op, args.whole_shape, args.whole_batch, 'fwd', True))
+            cases.append((op, args.whole_shape, args.whole_batch, 'fwd'))
     results: List[Result] = []
     start = time.perf_counter()
     for device in devices:
-        for op, shape, batch, mode, whole in cases:
+        for op, shape, batch, mode in cases:
             t0 = time.perf_counter()
-            rows = bench_case(op, shape, batch, mode, args.channels, device, 1 if whole else args.repeat,
-                              args.all_impls, int(args.max_ref_gib * GiB))
+            rows = bench_case(op, shape, batch, mode, args.channels, device, args.repeat,
+                              args.all_impls, int(args.max_ref_gib * GiB), args.max_case_s)
             results.extend(rows)
             for r in rows:
                 print(' '.join(_row(r)) + f'   [{time.perf_counter() - t0:.0f} s]', flush=True)

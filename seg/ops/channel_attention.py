@@ -6,7 +6,7 @@ https://arxiv.org/abs/1809.02983
 With X the (C, N) matrix of a feature map's N = H * W pixels, E = X X^T (C x C),
 A = softmax(max(E) - E) along the last axis (max over that axis, as in DANet's code) and
 out = A X.  Since softmax is shift invariant per row, softmax(max(E) - E) = softmax(-E)
-exactly; the fast path uses that and builds -E in one fused matmul.  The learnable gamma and
+exactly; the fast path uses that and skips the max and the subtraction.  The learnable gamma and
 the residual connection belong to the module, not to this op.
 """
 from __future__ import annotations
@@ -35,10 +35,10 @@ def channel_attention(x: Tensor) -> Tensor:
     _check(x)
     b, c, h, w = x.shape
     flat = x.reshape(b, c, h * w)  # [B, C, N]
-    # -E = -(X X^T) in one call: baddbmm with beta 0 ignores the (uninitialised) input.
-    neg_energy = torch.baddbmm(flat.new_empty(b, c, c), flat, flat.transpose(1, 2),
-                               beta=0, alpha=-1)  # [B, C, C]
-    attn = torch.softmax(neg_energy, dim=-1)  # [B, C, C]
+    energy = torch.bmm(flat, flat.transpose(1, 2))  # [B, C, C]
+    # Negate the small C x C matrix, not the (B, C, N) operands (an alpha=-1 in baddbmm would
+    # cost two extra (B, C, N) buffers in backward).
+    attn = torch.softmax(-energy, dim=-1)  # [B, C, C]
     out = torch.bmm(attn, flat)  # [B, C, N]
     return out.reshape(b, c, h, w)  # [B, C, H, W]
 

@@ -121,7 +121,9 @@ def criss_cross_attention_lse(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         # [B, W, Cv, H] @ [B, W, H, H] -> [B, W, Cv, H], then -> [B, Cv, H, W]
         out_col = torch.matmul(v.permute(0, 3, 1, 2), p_col.transpose(-1, -2)).permute(0, 2, 3, 1)
         out = out + out_col
-    return out.contiguous()
+    # Like the einsum version, the result keeps the layout the matmuls produced (it is not
+    # NCHW-contiguous); a following convolution copies it once either way.
+    return out
 
 
 def criss_cross_attention_reference(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

@@ -114,6 +114,7 @@ class _ChunkedAttention(torch.autograd.Function):
             chunk_out = torch.bmm(v, probs.to(v.dtype).transpose(1, 2))
             out[:, :, start:stop] = chunk_out.div_(row_sum.transpose(1, 2).to(v.dtype))
             lse[:, start:stop] = (row_max + row_sum.log()).squeeze(-1)
+            del logits, probs, chunk_out  # free this block before the next one is allocated
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.scale = scale
         ctx.chunk = chunk
@@ -150,6 +151,7 @@ class _ChunkedAttention(torch.autograd.Function):
             grad_q[:, :, start:stop] = torch.bmm(k_acc, grad_logits.transpose(1, 2)).mul_(scale)
             # [B, Cqk, n] @ [B, n, N] -> [B, Cqk, N]
             grad_k.baddbmm_(q_acc[:, :, start:stop], grad_logits, alpha=scale)
+            del logits, probs, grad_p, grad_logits  # free these blocks before the next chunk's
         return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype), None, None
 
 
