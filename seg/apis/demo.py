@@ -27,6 +27,7 @@ def run_demo(config: str = 'configs/demo_ccnet.py', work_dir: str | None = None,
     print(f'\n== inference on {images} -> {out_dir}')
     summary = infer_paths(ckpt, images, out_dir)
     minutes = (time.time() - start) / 60
-    print(f'\nval mIoU {metrics["mIoU"]:.2f}  (aAcc {metrics["aAcc"]:.2f}, mAcc {metrics["mAcc"]:.2f}); '
-          f'{len(summary.processed)} overlays in {out_dir}; {minutes:.1f} min in all')
+    print(f'\nval mIoU {metrics["mIoU"] / 100:.3f}  (aAcc {metrics["aAcc"] / 100:.3f}, '
+          f'mAcc {metrics["mAcc"] / 100:.3f}); {len(summary.processed)} overlays in {out_dir}; '
+          f'{minutes:.1f} min in all')
     return metrics
