@@ -15,7 +15,7 @@ from .model_io import model_from_checkpoint
 
 def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out: str | None = None,
              device: str | None = None, cfg_options: dict | None = None, split: str = 'val',
-             num_workers: int = 2) -> dict:
+             num_workers: int = 2, plots: str | None = None) -> dict:
     """Evaluate ``ckpt`` (its stored config unless ``config`` is given) and return the metrics.
 
     Args:
@@ -24,6 +24,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         mode: 'whole' or 'slide' to override ``model.test_cfg.mode``.
         out: optional JSON path for the metrics (summary, per class, confusion matrix).
         split: 'val' (``val_dataloader``) or 'test' (``test_dataloader``).
+        plots: optional folder for ``confusion_matrix.png`` (row-normalised) and ``per_class_iou.png``.
     """
     from seg.datasets.collate import seg_collate
     from seg.evaluation.metrics import format_table
@@ -57,4 +58,21 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
                        confusion_matrix=metric.last_confusion.tolist())
         with open(out, 'w') as f:
             json.dump(payload, f, indent=2)
+    if plots:
+        _write_plots(metric, list(dataset.metainfo['classes']), plots)
     return results
+
+
+def _write_plots(metric, classes: list, folder: str) -> None:
+    """The confusion matrix (when the metric kept it) and the per-class IoU bars of an evaluation."""
+    from seg.visualization.plots import plot_confusion_matrix, plot_per_class_iou
+
+    os.makedirs(folder, exist_ok=True)
+    written = [plot_per_class_iou(metric.last_metrics['IoU'].tolist(), classes,
+                                  os.path.join(folder, 'per_class_iou.png'))]
+    if metric.last_confusion is not None:
+        written.append(plot_confusion_matrix(metric.last_confusion.numpy(), classes,
+                                             os.path.join(folder, 'confusion_matrix.png')))
+    else:
+        print('the evaluator kept no confusion matrix (collect_confusion=False): confusion_matrix.png skipped')
+    print('plots: ' + ', '.join(written))

@@ -1,0 +1,245 @@
+"""Attention heatmaps (weights recomputed from hooked q / k equal the ops), tools/visualize_attention.py,
+tools/plot_logs.py and tools/eval.py --plots, on a tiny CCNet trained for a few steps."""
+import importlib.util
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from .conftest import ROOT
+
+TINY = """
+_base_ = ['{root}/configs/demo_ccnet.py']
+data_root = '{data}'
+crop = (32, 64)
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, num_images=8, img_size=crop,
+                                     pipeline=[dict(type='RandomFlip', prob=0.5)]))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, num_images=4, img_size=crop, pipeline=[]))
+test_dataloader = val_dataloader
+model = dict(backbone=dict(channels=(8, 8, 16, 16)),
+             decode_head=dict(in_channels=16, channels=8), auxiliary_head=dict(in_channels=16, channels=8))
+max_iters = 4
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=2)
+default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
+                     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4, max_keep_ckpts=1,
+                                     save_best='mIoU', rule='greater'))
+"""
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, f'{ROOT}/tools/{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png(path, shape=None):
+    img = cv2.imread(str(path))
+    assert img is not None, f'{path} missing or unreadable'
+    if shape is not None:
+        assert img.shape[:2] == tuple(shape), (path, img.shape)
+    assert img.astype(np.float64).var() > 0, f'{path} is blank'
+    return img
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """A tiny CCNet (R=2) trained for 4 iterations, validated at 2 and 4."""
+    from seg.apis import train
+
+    tmp = tmp_path_factory.mktemp('viz')
+    config = tmp / 'tiny_ccnet.py'
+    config.write_text(TINY.format(root=ROOT, data=tmp / 'synthetic'))
+    work = tmp / 'work'
+    runner = train(str(config), work_dir=str(work))
+    image = tmp / 'synthetic' / 'img_dir' / 'val' / '00001.png'
+    return dict(ckpt=str(work / f'iter_{runner.iter}.pth'), work=work, image=image, tmp=tmp, config=config)
+
+
+# ----------------------------------------------------------------------------- attention math
+def test_criss_cross_pixel_weights_times_values_equal_the_op():
+    from seg.ops import criss_cross_attention, criss_cross_attention_lse, criss_cross_attention_reference
+    from seg.visualization.attention import (
+        criss_cross_pixel_map,
+        criss_cross_pixel_weights,
+        criss_cross_positions,
+        criss_cross_weights,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    b, c, cv, h, w = 2, 4, 5, 5, 7
+    q, k = torch.randn(b, c, h, w, generator=g), torch.randn(b, c, h, w, generator=g)
+    v = torch.randn(b, cv, h, w, generator=g)
+    out = criss_cross_attention(q, k, v)
+    for op in (criss_cross_attention_lse, criss_cross_attention_reference):
+        torch.testing.assert_close(op(q, k, v), out, rtol=1e-4, atol=1e-5)
+    full = criss_cross_weights(q, k)  # [B, H, W, H + W]
+    torch.testing.assert_close(full.sum(-1), torch.ones(b, h, w))
+    for i, j in ((0, 0), (2, 3), (4, 6), (1, 5)):
+        weights = criss_cross_pixel_weights(q, k, i, j)  # [B, H + W - 1]
+        ys, xs = criss_cross_positions(h, w, i, j)
+        values = v[:, :, torch.from_numpy(ys), torch.from_numpy(xs)]  # [B, Cv, H + W - 1]
+        torch.testing.assert_close(torch.einsum('bn,bcn->bc', weights, values), out[:, :, i, j],
+                                   rtol=1e-5, atol=1e-6)
+        # The laid-out map and the all-pixel weights say the same.
+        pixel_map = criss_cross_pixel_map(q, k, i, j)  # [B, H, W]
+        torch.testing.assert_close(torch.einsum('bhw,bchw->bc', pixel_map, v), out[:, :, i, j],
+                                   rtol=1e-5, atol=1e-6)
+        as_map = torch.zeros(b, h, w)
+        as_map[:, :, j] += full[:, i, j, :h]
+        as_map[:, i, :] += full[:, i, j, h:]
+        torch.testing.assert_close(as_map, pixel_map)
+        assert (pixel_map[:, (np.arange(h) != i)][:, :, np.arange(w) != j] == 0).all()  # zero off the cross
+    with pytest.raises(ValueError, match='outside'):
+        criss_cross_pixel_weights(q, k, h, 0)
+
+
+def test_effective_map_is_the_composition_of_the_passes():
+    from seg.visualization.attention import (
+        criss_cross_effective_map,
+        criss_cross_pixel_map,
+        criss_cross_weights,
+    )
+
+    g = torch.Generator().manual_seed(1)
+    h, w = 4, 6
+    qk = [(torch.randn(1, 3, h, w, generator=g), torch.randn(1, 3, h, w, generator=g)) for _ in range(3)]
+    attns = [criss_cross_weights(q, k) for q, k in qk]
+
+    def dense(q, k):  # [N, N] attention matrix built row by row from the pixel maps
+        return torch.stack([criss_cross_pixel_map(q, k, i, j)[0].reshape(-1) for i in range(h) for j in range(w)])
+
+    mats = [dense(q, k) for q, k in qk]
+    i, j = 1, 2
+    one = criss_cross_effective_map(attns[:1], i, j)[0]
+    torch.testing.assert_close(one, criss_cross_pixel_map(*qk[0], i, j)[0])
+    assert int((one > 0).sum()) == h + w - 1  # R = 1: only the cross
+    for r in (2, 3):
+        eff = criss_cross_effective_map(attns[:r], i, j)[0]
+        expected = torch.eye(h * w)[i * w + j]
+        for m in reversed(mats[:r]):  # row of A_r ... A_1
+            expected = expected @ m
+        torch.testing.assert_close(eff.reshape(-1), expected, rtol=1e-5, atol=1e-7)
+        assert (eff > 0).all()  # R >= 2: the whole map
+        torch.testing.assert_close(eff.sum(), torch.tensor(1.0))
+
+
+def test_position_nonlocal_and_channel_rows_equal_the_ops():
+    from seg.models.blocks import NonLocal2d
+    from seg.ops import channel_attention, position_attention
+    from seg.visualization.attention import (
+        channel_attention_matrix,
+        nonlocal_attention_row,
+        position_attention_row,
+    )
+
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, c, 5, 6, generator=g) for c in (3, 3, 4))
+    out = position_attention(q, k, v, scale=0.5)
+    for i, j in ((0, 0), (3, 4)):
+        row = position_attention_row(q, k, i, j, 0.5)  # [1, H, W]
+        torch.testing.assert_close(torch.einsum('bhw,bchw->bc', row, v), out[:, :, i, j], rtol=1e-5, atol=1e-6)
+
+    x = torch.randn(1, 8, 5, 6, generator=g)
+    for mode in ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'):
+        block = NonLocal2d(8, reduction=2, mode=mode).eval()
+        with torch.no_grad():
+            gx = block.g(x)  # [1, Ci, H, W]
+            if mode == 'gaussian':
+                y = position_attention(x, x, gx)
+            elif mode == 'embedded_gaussian':
+                y = position_attention(block.theta(x), block.phi(x), gx, scale=block.inter ** -0.5)
+            elif mode == 'dot_product':
+                y = block._dot_product(block.theta(x), block.phi(x), gx)
+            else:
+                y = block._concatenation(block.theta(x), block.phi(x), gx)
+            row = nonlocal_attention_row(block, x, 2, 3)  # [1, H, W]
+        torch.testing.assert_close(torch.einsum('bhw,bchw->bc', row, gx), y[:, :, 2, 3], rtol=1e-4, atol=1e-6)
+
+    a = channel_attention_matrix(x)  # [1, C, C]
+    torch.testing.assert_close(torch.einsum('bcd,bdhw->bchw', a, x), channel_attention(x), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------- tools
+def test_visualize_attention_tool_on_trained_ccnet(tiny_run, tmp_path):
+    out = tmp_path / 'viz'
+    image = cv2.imread(str(tiny_run['image']))
+    h, w = image.shape[:2]
+    assert _tool('visualize_attention').main(['--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
+                                              '--points', '10,20', '50,8', '--class-id', 'road',
+                                              '--out', str(out)]) == 0
+    for x, y in ((10, 20), (50, 8)):
+        for kind in ('pass1', 'pass2', 'effective-R2'):
+            _png(out / f'00001_cc_decode_head-context_{kind}_x{x}_y{y}.png', (h, w))
+    _png(out / '00001_gradcam_road.png', (h, w))
+    _png(out / '00001_prediction.png', (h, 2 * w + 4))
+    manifest = json.loads((out / '00001_attention.json').read_text())
+    by_file = {f['file']: f for f in manifest['files']}
+    pass1 = by_file['00001_cc_decode_head-context_pass1_x10_y20.png']
+    effective = by_file['00001_cc_decode_head-context_effective-R2_x10_y20.png']
+    # True resolution of the module: the 32x64 image at output stride 8.
+    assert pass1['resolution'] == [4, 8] and pass1['feature_pixel'] == [2, 1]
+    assert pass1['min'] == 0.0 and effective['min'] > 0.0  # one pass: the cross only; two: everywhere
+    with pytest.raises(ValueError, match='outside'):
+        _tool('visualize_attention').main(['--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
+                                           '--points', f'{w},0', '--out', str(out)])
+
+
+@pytest.mark.parametrize('decode_head, backbone_attention, expected', [
+    (dict(type='DAHead', pam_reduction=2), dict(type='cbam', reduction=4),
+     ['pam_decode_head-pam_x20_y12', 'cam_decode_head-cam_channels']
+     + [f'cbam_backbone-layer4-{b}-se_{m}' for b in (0, 1) for m in ('channels', 'spatial')]),
+    (dict(type='NLHead'), None, ['nonlocal_decode_head-context_x20_y12']),
+    (dict(type='AttentionHead', attention=dict(type='criss_cross', reduction=4)), None,
+     [f'cc_decode_head-context-cca_{k}_x20_y12' for k in ('pass1', 'pass2', 'effective-R2')]),
+    (dict(type='AttentionHead', attention=dict(type='se', reduction=2)), None, ['se_decode_head-context_channels']),
+    (dict(type='AttentionHead', attention=dict(type='eca')), None, ['eca_decode_head-context_channels']),
+    (dict(type='AttentionHead', attention=dict(type='coord')), None, ['coord_decode_head-context_spatial']),
+    (dict(type='AttentionHead', attention=dict(type='gam', rate=2)), None, ['gam_decode_head-context_spatial']),
+    (dict(type='AttentionHead', attention=dict(type='simam')), None, ['simam_decode_head-context_spatial']),
+])
+def test_visualize_every_supported_module(tiny_run, tmp_path, decode_head, backbone_attention, expected):
+    """The checkpoint's model decides which maps are drawn (weights straight from the model, not trained)."""
+    from seg.apis.model_io import build_model
+    from seg.visualization.attention import visualize_attention
+
+    cfg = Config.fromfile(str(tiny_run['config']))
+    cfg.model.decode_head = dict(decode_head, in_channels=16, channels=8, num_classes=9, in_index=3)
+    cfg.model.loss_weights = dict(out=1.0, aux=0.4)
+    if backbone_attention:
+        cfg.model.backbone.block_attention = backbone_attention
+        cfg.model.backbone.attention_stages = (4,)
+    model = build_model(cfg)
+    ckpt = tmp_path / 'model.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(cfg=cfg.pretty_text)), ckpt)
+    out = tmp_path / 'viz'
+    result = visualize_attention(str(ckpt), str(tiny_run['image']), str(out), points=[(20, 12)], device='cpu')
+    names = {p.split('/')[-1] for p in result['attention']}
+    assert names == {f'00001_{e}.png' for e in expected}
+    for name in names:
+        _png(out / name, (32, 64) if ('_x' in name or 'spatial' in name) else None)
+    assert result['gradcam'] and result['prediction']
+
+
+def test_plot_logs_and_eval_plots(tiny_run, tmp_path):
+    assert _tool('plot_logs').main([str(tiny_run['work']), '--out', str(tmp_path / 'curves')]) == 0
+    for name in ('loss', 'lr', 'miou'):
+        _png(tmp_path / 'curves' / f'{name}.png')
+    from seg.visualization.plots import load_scalars
+
+    train, val = load_scalars(str(tiny_run['work']))
+    assert [e['step'] for e in train] == [1, 2, 3, 4] and [e['step'] for e in val] == [2, 4]
+
+    _tool('eval').main(['--ckpt', tiny_run['ckpt'], '--plots', str(tmp_path / 'plots'),
+                        '--out', str(tmp_path / 'm.json')])
+    cm = _png(tmp_path / 'plots' / 'confusion_matrix.png')
+    _png(tmp_path / 'plots' / 'per_class_iou.png')
+    assert cm.shape[0] >= 300 and cm.shape[1] >= 300
+    with pytest.raises(FileNotFoundError, match='scalars.json'):
+        _tool('plot_logs').main([str(tmp_path / 'plots')])

@@ -1,0 +1,45 @@
+"""Draw what a checkpoint's attention modules look at, for one image.
+
+python tools/visualize_attention.py --ckpt CKPT --image IMG [--points x,y ...] [--class-id ID_OR_NAME] --out DIR
+
+Writes PNGs for whichever modules the model contains: criss-cross weights of each point after each
+pass and their composition over the R passes (CCNet), the point's attention row (PAM, non-local),
+channel-weight bar charts (CAM, SE, ECA, CBAM), spatial gates (CBAM, Coordinate Attention, GAM,
+SimAM), Grad-CAM of a class, and the prediction overlay beside the image; <stem>_attention.json says
+what each file shows. Points are pixels (x, y) of the original image (default: its centre).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from seg.visualization.attention import parse_point, visualize_attention
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--ckpt', required=True, help='checkpoint written by tools/train.py')
+    parser.add_argument('--image', required=True, help='the image')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--points', nargs='+', type=parse_point, help='pixels x,y of the image (default: centre)')
+    parser.add_argument('--class-id', help='Grad-CAM class, index or name (default: the class at the first point)')
+    parser.add_argument('--config', help='config file (default: the one stored in the checkpoint)')
+    parser.add_argument('--device', help='cpu, cuda ... (default: cuda when available)')
+    parser.add_argument('--top', type=int, default=20, help='channels shown in the bar charts')
+    parser.add_argument('--alpha', type=float, default=0.55, help='heatmap opacity')
+    parser.add_argument('--cam-layers', nargs='+', help='Grad-CAM target modules (default: the decode '
+                        "head's last feature layer, e.g. decode_head.bottleneck)")
+    parser.add_argument('--no-grad-cam', action='store_true', help='skip Grad-CAM')
+    args = parser.parse_args(argv)
+    result = visualize_attention(args.ckpt, args.image, args.out, points=args.points, class_id=args.class_id,
+                                 config=args.config, device=args.device, top=args.top, alpha=args.alpha,
+                                 cam_layers=args.cam_layers, grad_cam=not args.no_grad_cam)
+    files = [p for paths in result.values() for p in paths]
+    print(f'wrote {len(files)} file(s) to {args.out}:')
+    for path in files:
+        print(f'  {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
