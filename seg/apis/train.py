@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import uuid
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -35,6 +36,10 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
     hooks = list(cfg.get('custom_hooks', []))
     if not any(h.get('type') == 'SafeCheckpointHook' for h in hooks):
         cfg.custom_hooks = hooks + [dict(type='SafeCheckpointHook')]
+    # mmengine keeps one Visualizer per name in a process: a second run with the default name would
+    # log into the first run's folder. One name per run.
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
     if amp:
         cfg.optim_wrapper.type = 'AutoAmpOptimWrapper'
     if resume:
