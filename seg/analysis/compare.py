@@ -38,6 +38,8 @@ from typing import Any, Sequence
 import torch
 from mmengine.config import Config
 
+from seg.visualization.plots import read_scalar_entries
+
 from .profile import CostReport, profile_segmentor
 
 __all__ = ['BACKBONES', 'ComparisonResult', 'CompareRow', 'ModelSpec', 'RunMetrics', 'available_models',
@@ -346,17 +348,9 @@ def _read_scalars(work_dir: Path) -> RunMetrics | None:
     files = sorted(glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json')))
     vals: list[tuple[int, int, dict, str]] = []
     for order, path in enumerate(files):
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if 'mIoU' in entry:
-                    vals.append((order, int(entry.get('step', 0)), entry, path))
+        for entry in read_scalar_entries(path):
+            if 'mIoU' in entry:
+                vals.append((order, int(entry.get('step', 0)), entry, path))
     if not vals:
         return None
     best = sorted(glob.glob(str(work_dir / 'best_mIoU_iter_*.pth')))
@@ -464,10 +458,6 @@ def _train_and_evaluate(label: str, model: dict, run_dir: Path, iters: int, batc
 
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = train_config(model, iters, batch_size, seed, configs_dir, cfg_options)
-    # mmengine keeps one Visualizer per name in a process: a fresh name per run, or every later run
-    # of this process would log into the first run's vis_data.
-    cfg.visualizer = dict(cfg.get('visualizer') or dict(type='Visualizer'),
-                          name=f'visualizer_{_safe(label)}_{time.time_ns()}')
     cfg_path = run_dir / f'{_safe(label)}.py'
     cfg.dump(str(cfg_path))
     start = time.perf_counter()

@@ -177,6 +177,21 @@ def channel_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str 
     return _save(fig, path)
 
 
+def read_scalar_entries(path: str) -> list[dict]:
+    """The JSON objects of one mmengine ``scalars.json`` (one per line; blank or broken lines skipped)."""
+    entries = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return entries
+
+
 def load_scalars(work_dir: str) -> tuple[list[dict], list[dict]]:
     """Training and validation entries of a run's mmengine logs.
 
@@ -201,20 +216,12 @@ def load_scalars(work_dir: str) -> tuple[list[dict], list[dict]]:
     train: dict[int, dict] = {}
     val: dict[int, dict] = {}
     for path in files:
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                step = int(entry.get('step', entry.get('iter', 0)))
-                if 'mIoU' in entry or 'aAcc' in entry:
-                    val[step] = entry
-                elif 'lr' in entry or any(k.startswith('loss') for k in entry):
-                    train[step] = entry
+        for entry in read_scalar_entries(path):
+            step = int(entry.get('step', entry.get('iter', 0)))
+            if 'mIoU' in entry or 'aAcc' in entry:
+                val[step] = entry
+            elif 'lr' in entry or any(k.startswith('loss') for k in entry):
+                train[step] = entry
     return [train[s] for s in sorted(train)], [val[s] for s in sorted(val)]
 
 
