@@ -12,15 +12,14 @@ model = dict(
                      in_index=3, dropout=0.1, norm='BN'),
     auxiliary_head=dict(type='FCNHead', in_channels=64, channels=32, num_classes=num_classes, num_convs=1,
                         concat_input=False, in_index=2, dropout=0.1, norm='BN'),
-    loss=dict(type='CrossEntropyLoss', ignore_index=255),
     loss_weights=dict(out=1.0, aux=0.4),
     test_cfg=dict(mode='whole'),
 )
 max_iters = 1000
 # From scratch on CPU, AdamW converges in far fewer steps than the GPU recipe's SGD.
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.0001))
+optim_wrapper = dict(type='SegOptimWrapper', optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.0001))
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=500)
+train_cfg = dict(type='SegTrainLoop', max_iters=max_iters, val_interval=500)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(

@@ -61,8 +61,9 @@ ATTENTION = SegRegistry('attention', scope='seg', locations=['seg.models.attenti
 # optimizers, schedulers, loops, visualizers... through the parent without a fallback warning.
 from mmengine import registry as _mm  # noqa: E402
 
+_LOCATIONS = {'DATA_SAMPLERS': ['seg.datasets'], 'LOOPS': ['seg.engine'], 'RUNNERS': ['seg.engine']}
 for _name in ('DATA_SAMPLERS', 'EVALUATOR', 'FUNCTIONS', 'LOG_PROCESSORS', 'LOOPS', 'MODEL_WRAPPERS',
               'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIMIZERS', 'PARAM_SCHEDULERS', 'RUNNERS', 'VISBACKENDS',
               'VISUALIZERS', 'WEIGHT_INITIALIZERS', 'RUNNER_CONSTRUCTORS', 'INFERENCERS', 'TASK_UTILS'):
     _parent = getattr(_mm, _name)
-    globals()[_name] = SegRegistry(_parent.name, parent=_parent, scope='seg')
+    globals()[_name] = SegRegistry(_parent.name, parent=_parent, scope='seg', locations=_LOCATIONS.get(_name, []))

@@ -5,7 +5,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from seg.engine.checkpoint import config_from_checkpoint, load_checkpoint
+from seg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_state_into
 from seg.registry import MODELS
 
 from .config import import_all, load_config
@@ -20,26 +20,6 @@ def build_model(cfg: Config) -> nn.Module:
     return MODELS.build(model_cfg)
 
 
-def load_model_state(model: nn.Module, state: dict, ckpt_path: str, config_name: str) -> None:
-    """Strict load; a class-count or shape mismatch names the key, both shapes and both files."""
-    own = model.state_dict()
-    for key, value in state.items():
-        if key in own and own[key].shape != value.shape:
-            hint = ''
-            if key.endswith(('cls.1.weight', 'cls.1.bias')):
-                hint = (f': the checkpoint predicts {value.shape[0]} classes but the config '
-                        f'{config_name!r} builds {own[key].shape[0]} (model.num_classes)')
-            raise ValueError(f'checkpoint {ckpt_path!r} does not fit the config {config_name!r}: {key} has '
-                             f'shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}{hint}')
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f'checkpoint {ckpt_path!r} does not fit the config {config_name!r}: '
-                         f'{len(missing)} missing keys (e.g. {missing[:3]}), '
-                         f'{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})')
-    model.load_state_dict(state)
-
-
 def model_from_checkpoint(ckpt_path: str, config: str | None = None, cfg_options: dict | None = None,
                           device: str | torch.device | None = None) -> tuple[nn.Module, Config, dict]:
     """(model in eval mode on ``device``, its config, the checkpoint's meta)."""
@@ -47,6 +27,7 @@ def model_from_checkpoint(ckpt_path: str, config: str | None = None, cfg_options
     cfg = load_config(config, cfg_options) if config else load_config(
         config_from_checkpoint(ckpt, ckpt_path), cfg_options)
     model = build_model(cfg)
-    load_model_state(model, ckpt['state_dict'], ckpt_path, config or f'{ckpt_path} (meta.cfg)')
+    load_state_into(model, ckpt['state_dict'], ckpt_path,
+                    f'the config {config!r}' if config else f'the config stored in {ckpt_path!r}')
     device = torch.device(device) if device else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return model.to(device).eval(), cfg, ckpt.get('meta') or {}

@@ -1,4 +1,4 @@
-"""Training through mmengine's Runner."""
+"""Training through :class:`seg.engine.SegRunner` (mmengine's Runner with safe, exact checkpoints)."""
 from __future__ import annotations
 
 import os
@@ -6,22 +6,28 @@ import os.path as osp
 import uuid
 
 from mmengine.config import Config
-from mmengine.runner import Runner
+
+from seg.engine.config_data import config_to_data
+from seg.engine.runner import SegRunner
 
 from .config import import_all, load_config, resolve_runtime
 
 
 def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None, resume: bool = False,
-                 amp: bool = False, launcher: str = 'none', cfg_options: dict | None = None) -> Runner:
-    """A ready mmengine Runner for ``config``.
+                 amp: bool = False, launcher: str = 'none', cfg_options: dict | None = None) -> SegRunner:
+    """A ready runner for ``config``.
 
     Args:
         config: config path or Config.
         work_dir: where checkpoints and logs go (default ``work_dirs/<config name>``).
-        resume: continue from the latest checkpoint in ``work_dir``.
+        resume: continue from the newest readable checkpoint in ``work_dir``.
         amp: mixed precision (bf16 autocast where supported, fp16 + GradScaler on older GPUs).
         launcher: 'none' (one process) or 'pytorch' (torchrun + DDP).
         cfg_options: overrides, ``{'a.b': value}``.
+
+    Raises:
+        ValueError: a bad launcher, a config that cannot be stored as data in a checkpoint, or
+            ``model.nonfinite_loss='skip'`` with an optimizer wrapper that cannot skip a step.
     """
     import_all()
     cfg = load_config(config, cfg_options)
@@ -32,19 +38,16 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', name)
     world_size = int(os.environ.get('WORLD_SIZE', '1')) if launcher == 'pytorch' else 1
     resolve_runtime(cfg, world_size)
-    # Checkpoints must load with torch.load's default weights_only=True (resume, eval, infer).
-    hooks = list(cfg.get('custom_hooks', []))
-    if not any(h.get('type') == 'SafeCheckpointHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='SafeCheckpointHook')]
     # mmengine keeps one Visualizer per name in a process: a second run with the default name would
     # log into the first run's folder. One name per run.
     if isinstance(cfg.get('visualizer'), dict):
         cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
     if amp:
         cfg.optim_wrapper.type = 'AutoAmpOptimWrapper'
+    _check_nonfinite_policy(cfg)
     if resume:
         cfg.resume = True
-        cfg.load_from = None  # mmengine then takes the latest checkpoint of work_dir
+        cfg.load_from = None  # SegRunner then takes the newest readable checkpoint of work_dir
     if launcher == 'pytorch' and not _cuda():
         # DDP on CPU processes: gloo, no device_ids. mmengine's own init would call cuda.set_device.
         import torch.distributed as dist
@@ -52,9 +55,24 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
         cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                     broadcast_buffers=False)
-    return Runner.from_cfg(cfg)
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
+        # No SyncBN on CPU: keep the BatchNorm statistics of the processes equal instead.
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SyncNormStatsHook')]
+    config_to_data(cfg)  # fail now, not at the first checkpoint, if the config is not plain data
+    return SegRunner.from_cfg(cfg)
+
+
+def _check_nonfinite_policy(cfg: Config) -> None:
+    from seg.engine.optim_wrapper import SegOptimWrapper
+    from seg.registry import OPTIM_WRAPPERS
+
+    if cfg.model.get('nonfinite_loss', 'stop') != 'skip':
+        return
+    wrapper = cfg.get('optim_wrapper', {}).get('type', 'OptimWrapper')
+    cls = OPTIM_WRAPPERS.get(wrapper) if isinstance(wrapper, str) else wrapper
+    if not (isinstance(cls, type) and issubclass(cls, SegOptimWrapper)):
+        raise ValueError(f"model.nonfinite_loss='skip' needs an optimizer wrapper that can skip a step: "
+                         f"optim_wrapper.type={wrapper!r} cannot; use 'SegOptimWrapper' (or --amp)")
 
 
 def _cuda() -> bool:
@@ -63,8 +81,8 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def train(config: str | os.PathLike | Config, **kwargs) -> Runner:
-    """Train ``config`` (see :func:`build_runner` for the options); returns the finished Runner."""
+def train(config: str | os.PathLike | Config, **kwargs) -> SegRunner:
+    """Train ``config`` (see :func:`build_runner` for the options); returns the finished runner."""
     runner = build_runner(config, **kwargs)
     runner.train()
     return runner

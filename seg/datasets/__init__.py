@@ -4,10 +4,11 @@ Importing this package registers the datasets in ``DATASETS``, the transforms in
 ``seg_collate`` in mmengine's ``FUNCTIONS``.
 """
 from .ade20k import ADE20KDataset
-from .base import BaseSegDataset, generate_palette
+from .base import BaseSegDataset, CorruptFileError, generate_palette, read_image
 from .cityscapes import CityscapesDataset
 from .collate import seg_collate
 from .folder import FolderDataset
+from .sampler import SeededInfiniteSampler
 from .synthetic import SyntheticStreets, ensure_synthetic_split, render_street_scene
 from .transforms import (
                          Pad,
@@ -21,7 +22,7 @@ from .transforms import (
 )
 
 __all__ = [
-    'ADE20KDataset', 'BaseSegDataset', 'CityscapesDataset', 'FolderDataset', 'Pad', 'PhotoMetricDistortion',
-    'RandomCrop', 'RandomFlip', 'RandomResize', 'Resize', 'SyntheticStreets', 'build_pipeline',
-    'ensure_synthetic_split', 'generate_palette', 'render_street_scene', 'reseed_pipeline', 'seg_collate',
+    'ADE20KDataset', 'BaseSegDataset', 'CityscapesDataset', 'CorruptFileError', 'FolderDataset', 'Pad', 'PhotoMetricDistortion',
+    'RandomCrop', 'RandomFlip', 'RandomResize', 'Resize', 'SeededInfiniteSampler', 'SyntheticStreets', 'build_pipeline',
+    'ensure_synthetic_split', 'generate_palette', 'read_image', 'render_street_scene', 'reseed_pipeline', 'seg_collate',
 ]

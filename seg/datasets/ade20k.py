@@ -52,13 +52,15 @@ class ADE20KDataset(BaseSegDataset):
         test_mode: Transform the image only; masks keep their file size.
         ignore_index: Label of ignored pixels.
         reduce_zero_label: Map the "other" label 0 to ``ignore_index`` and shift classes down by one.
+        on_bad_file: ``'stop'`` or ``'skip'`` on an undecodable file (see :class:`BaseSegDataset`).
     """
 
     METAINFO = {'classes': ADE20K_CLASSES, 'palette': generate_palette(len(ADE20K_CLASSES))}
     SPLITS = ('training', 'validation')
 
     def __init__(self, data_root: str, split: str = 'training', pipeline: Sequence[dict] | None = None,
-                 test_mode: bool = False, ignore_index: int = 255, reduce_zero_label: bool = True):
+                 test_mode: bool = False, ignore_index: int = 255, reduce_zero_label: bool = True,
+                 on_bad_file: str = 'stop'):
         if split not in self.SPLITS:
             raise ValueError(f'ADE20KDataset: split must be one of {self.SPLITS}, got {split!r}')
         nested = os.path.join(str(data_root), 'ADEChallengeData2016')
@@ -69,4 +71,4 @@ class ADE20KDataset(BaseSegDataset):
         super().__init__(
             data_root=data_root, img_dir=f'images/{split}', ann_dir=f'annotations/{split}',
             img_suffix='.jpg', seg_map_suffix='.png', pipeline=pipeline, test_mode=test_mode,
-            ignore_index=ignore_index, reduce_zero_label=reduce_zero_label)
+            ignore_index=ignore_index, reduce_zero_label=reduce_zero_label, on_bad_file=on_bad_file)

@@ -13,6 +13,7 @@ transforms the image only and ``gt_sem_seg`` keeps the size of the mask file.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -22,9 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .reading import note_reading
 from .transforms import build_pipeline, reseed_pipeline
 
-__all__ = ['BaseSegDataset', 'generate_palette']
+logger = logging.getLogger(__name__)
+
+__all__ = ['BaseSegDataset', 'CorruptFileError', 'generate_palette', 'read_image']
 
 
 def generate_palette(num_classes: int) -> list[tuple[int, int, int]]:
@@ -44,16 +48,57 @@ def generate_palette(num_classes: int) -> list[tuple[int, int, int]]:
     return [tuple(int(c) for c in colour) for colour in rgb]
 
 
-def _decode(path: str, what: str, flags: int) -> np.ndarray:
-    """Decode an image file with OpenCV (``np.fromfile`` + ``imdecode`` also handles non-ASCII paths)."""
+class CorruptFileError(ValueError):
+    """A file that exists but cannot be decoded (empty, truncated, not an image)."""
+
+
+def _decode(path: str, what: str, flags: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode an image file with OpenCV (``np.fromfile`` + ``imdecode`` also handles non-ASCII paths).
+
+    Returns:
+        ``(array, raw bytes)``.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{what} file {path} does not exist')
+    note_reading(path)
     buf = np.fromfile(path, dtype=np.uint8)
     array = cv2.imdecode(buf, flags) if buf.size else None
     if array is None:
-        raise ValueError(f'cannot read {what} file {path}: empty, truncated, or not an image format OpenCV '
-                         f'can decode')
-    return array
+        raise CorruptFileError(f'cannot read {what} file {path}: empty, truncated, or not an image format '
+                               f'OpenCV can decode')
+    return array, buf
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image file as ``uint8`` ``[H, W, 3]`` RGB, the one image reader of ``seg``.
+
+    Grey images are repeated to three channels, an alpha channel is dropped, palette images are
+    expanded to their colours, 16-bit images are scaled to 8 bits (``value >> 8``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CorruptFileError: the file cannot be decoded.
+    """
+    array, _ = _decode(path, 'image', cv2.IMREAD_COLOR)
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def _is_palette_png(buf: np.ndarray) -> bool:
+    """Whether raw PNG bytes hold an indexed-colour (palette) image: IHDR colour type 3."""
+    return buf.size > 25 and bytes(buf[:8]) == b'\x89PNG\r\n\x1a\n' and int(buf[25]) == 3
+
+
+def _palette_indices(buf: np.ndarray, path: str) -> np.ndarray:
+    """The palette indices of a palette PNG (what VOC-style masks store as labels)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as img:
+            return np.asarray(img)
+    except Exception as exc:  # noqa: BLE001 - name the file
+        raise CorruptFileError(f'cannot read the palette indices of mask file {path}: {exc}') from exc
 
 
 def _scan(root: str, suffix: str) -> list[str]:
@@ -87,6 +132,9 @@ class BaseSegDataset(Dataset):
             (labels equal to ``ignore_index`` stay ignored).
         classes: Class names; defaults to ``METAINFO['classes']``.
         palette: One RGB triple per class; defaults to ``METAINFO['palette']`` or a generated one.
+        on_bad_file: What an undecodable (truncated, corrupt, empty) image or mask does when a sample
+            is read: ``'stop'`` raises the error naming the file; ``'skip'`` logs a warning with the
+            running count and reads the next sample instead.
 
     Raises:
         FileNotFoundError: ``data_root``, ``img_dir`` or ``ann_dir`` is missing, no image ends with
@@ -100,7 +148,11 @@ class BaseSegDataset(Dataset):
                  seg_map_suffix: str, pipeline: Sequence[dict] | None = None, test_mode: bool = False,
                  ignore_index: int = 255, reduce_zero_label: bool = False,
                  classes: Sequence[str] | None = None,
-                 palette: Sequence[Sequence[int]] | None = None):
+                 palette: Sequence[Sequence[int]] | None = None, on_bad_file: str = 'stop'):
+        if on_bad_file not in ('stop', 'skip'):
+            raise ValueError(f"on_bad_file must be 'stop' or 'skip', got {on_bad_file!r}")
+        self.on_bad_file = on_bad_file
+        self.skipped = 0
         self.data_root = str(data_root)
         self.img_dir = os.path.join(self.data_root, img_dir)
         self.ann_dir = None if ann_dir is None else os.path.join(self.data_root, ann_dir)
@@ -179,6 +231,11 @@ class BaseSegDataset(Dataset):
             raise FileNotFoundError(
                 f'{len(missing)} of {len(stems)} images under {self.img_dir} have no mask ending in '
                 f'{self.seg_map_suffix!r} under {self.ann_dir}; missing e.g. {examples}{self.missing_mask_hint()}')
+        orphans = sorted(masks - set(stems))
+        if orphans:
+            logger.warning('%d mask(s) under %s have no image ending in %r under %s and are not used, e.g. %s',
+                           len(orphans), self.ann_dir, self.img_suffix, self.img_dir,
+                           ', '.join(os.path.join(self.ann_dir, s + self.seg_map_suffix) for s in orphans[:3]))
         return [(p, os.path.join(self.ann_dir, s + self.seg_map_suffix)) for p, s in zip(img_paths, stems)]
 
     def missing_mask_hint(self) -> str:
@@ -191,14 +248,15 @@ class BaseSegDataset(Dataset):
     # ------------------------------------------------------------------ loading
     @staticmethod
     def load_image(path: str) -> np.ndarray:
-        """Read an image file as a ``uint8`` ``[H, W, 3]`` RGB array (grey and alpha dropped to RGB)."""
-        return cv2.cvtColor(_decode(path, 'image', cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        """Read an image file as a ``uint8`` ``[H, W, 3]`` RGB array (see :func:`read_image`)."""
+        return read_image(path)
 
     def load_mask(self, path: str) -> np.ndarray:
         """Read a label map, apply ``reduce_zero_label`` and check its values.
 
         Args:
-            path: A single-channel 8- or 16-bit image of class indices.
+            path: A single-channel 8- or 16-bit image of class indices, or a palette PNG whose
+                palette indices are the class indices (the PASCAL VOC convention).
 
         Returns:
             ``[H, W]`` labels in ``0..num_classes-1`` or ``ignore_index`` (``uint8`` when they fit).
@@ -207,11 +265,13 @@ class BaseSegDataset(Dataset):
             ValueError: Undecodable file, not a 2-D ``uint8``/``uint16`` label map, or values that are
                 neither a class index nor ``ignore_index``.
         """
-        raw = _decode(path, 'mask', cv2.IMREAD_UNCHANGED)
+        raw, buf = _decode(path, 'mask', cv2.IMREAD_UNCHANGED)
+        if raw.ndim == 3 and _is_palette_png(buf):
+            raw = _palette_indices(buf, path)
         if raw.ndim != 2 or raw.dtype not in (np.uint8, np.uint16):
             raise ValueError(f'mask file {path} must be a single-channel 8- or 16-bit label map of class '
-                             f'indices, got shape {raw.shape} dtype {raw.dtype} (a colour or palette PNG is '
-                             f'not a label map: convert colours to class indices first)')
+                             f'indices, got shape {raw.shape} dtype {raw.dtype} (a colour image is not a label map: '
+                             f'convert colours to class indices first; palette PNGs are read as their indices)')
         labels = raw.astype(np.int32)  # [H, W]
         if self.reduce_zero_label:
             keep_ignored = labels == self.ignore_index
@@ -228,7 +288,7 @@ class BaseSegDataset(Dataset):
 
     # ------------------------------------------------------------------ samples
     def _seed_pipeline(self) -> None:
-        """Seed the pipeline once per (process, torch seed).
+        """Seed the pipeline once per (process, torch seed), for keys without a sample seed.
 
         Forked DataLoader workers would otherwise replay the same augmentations. The seed is
         ``torch.initial_seed()``: the worker seed inside a worker, the global seed in the main
@@ -239,7 +299,27 @@ class BaseSegDataset(Dataset):
             reseed_pipeline(self.pipeline, key[1])
             self._pipeline_seed_key = key
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """The sample of ``key``: an index, or ``(index, sample_seed)`` as
+        :class:`seg.datasets.sampler.SeededInfiniteSampler` yields them (the augmentation of that
+        draw is then seeded by ``sample_seed`` alone).
+
+        With ``on_bad_file='skip'`` an undecodable file is skipped with a warning (and counted in
+        ``self.skipped``): the next index is tried instead.
+        """
+        index, sample_seed = (key if isinstance(key, tuple) else (key, None))
+        for attempt in range(len(self)):
+            try:
+                return self._sample((index + attempt) % len(self), sample_seed)
+            except CorruptFileError as exc:
+                if self.on_bad_file == 'stop':
+                    raise
+                self.skipped += 1
+                logger.warning('%s; skipped (on_bad_file=skip): %d file(s) skipped so far in this process',
+                               exc, self.skipped)
+        raise CorruptFileError(f'every sample of {self!r} is unreadable')
+
+    def _sample(self, index: int, sample_seed: int | None) -> dict[str, Any]:
         img_path, seg_map_path = self.data_list[index]
         img = self.load_image(img_path)
         ori_shape = img.shape[:2]
@@ -249,7 +329,11 @@ class BaseSegDataset(Dataset):
             if mask.shape != ori_shape:
                 raise ValueError(f'image {img_path} is {ori_shape[0]}x{ori_shape[1]} (HxW) but its mask '
                                  f'{seg_map_path} is {mask.shape[0]}x{mask.shape[1]}')
-        self._seed_pipeline()
+        if sample_seed is None:
+            self._seed_pipeline()
+        else:
+            reseed_pipeline(self.pipeline, sample_seed)
+            self._pipeline_seed_key = None
         if mask is not None and not self.test_mode:
             out = self.pipeline(image=img, mask=mask)
             img, mask = out['image'], out['mask']

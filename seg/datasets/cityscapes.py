@@ -41,13 +41,14 @@ class CityscapesDataset(BaseSegDataset):
         pipeline: Transform configs (see :func:`seg.datasets.transforms.build_pipeline`).
         test_mode: Transform the image only; masks keep their file size.
         ignore_index: Label of unlabelled pixels (255 in ``*_labelTrainIds.png``).
+        on_bad_file: ``'stop'`` or ``'skip'`` on an undecodable file (see :class:`BaseSegDataset`).
     """
 
     METAINFO = {'classes': CITYSCAPES_CLASSES, 'palette': CITYSCAPES_PALETTE}
     SPLITS = ('train', 'val', 'test')
 
     def __init__(self, data_root: str, split: str = 'train', pipeline: Sequence[dict] | None = None,
-                 test_mode: bool = False, ignore_index: int = 255):
+                 test_mode: bool = False, ignore_index: int = 255, on_bad_file: str = 'stop'):
         if split not in self.SPLITS:
             raise ValueError(f'CityscapesDataset: split must be one of {self.SPLITS}, got {split!r}')
         self.split = split
@@ -55,7 +56,7 @@ class CityscapesDataset(BaseSegDataset):
             data_root=data_root, img_dir=f'leftImg8bit/{split}',
             ann_dir=None if split == 'test' else f'gtFine/{split}',
             img_suffix='_leftImg8bit.png', seg_map_suffix='_gtFine_labelTrainIds.png', pipeline=pipeline,
-            test_mode=test_mode, ignore_index=ignore_index, reduce_zero_label=False)
+            test_mode=test_mode, ignore_index=ignore_index, reduce_zero_label=False, on_bad_file=on_bad_file)
 
     def missing_mask_hint(self) -> str:
         """How to create the ``*_gtFine_labelTrainIds.png`` masks."""

@@ -29,15 +29,16 @@ class FolderDataset(BaseSegDataset):
         test_mode: Transform the image only; masks keep their file size.
         ignore_index: Label of ignored pixels.
         reduce_zero_label: Map label 0 to ``ignore_index`` and shift the others down by one.
+        on_bad_file: ``'stop'`` or ``'skip'`` on an undecodable file (see :class:`BaseSegDataset`).
     """
 
     def __init__(self, data_root: str, img_dir: str, ann_dir: str | None = None, *,
                  classes: Sequence[str], palette: Sequence[Sequence[int]] | None = None,
                  img_suffix: str = '.jpg', seg_map_suffix: str = '.png',
                  pipeline: Sequence[dict] | None = None, test_mode: bool = False, ignore_index: int = 255,
-                 reduce_zero_label: bool = False):
+                 reduce_zero_label: bool = False, on_bad_file: str = 'stop'):
         super().__init__(
             data_root=data_root, img_dir=img_dir, ann_dir=ann_dir, img_suffix=img_suffix,
             seg_map_suffix=seg_map_suffix, pipeline=pipeline, test_mode=test_mode,
             ignore_index=ignore_index, reduce_zero_label=reduce_zero_label, classes=classes,
-            palette=palette)
+            palette=palette, on_bad_file=on_bad_file)

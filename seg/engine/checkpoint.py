@@ -1,22 +1,33 @@
-"""Checkpoints that load under PyTorch's default ``weights_only=True``.
+"""Checkpoint files: the one reader, atomic writes, and where ``--resume`` looks.
 
-mmengine stores its message hub in every checkpoint: ``HistoryBuffer`` objects holding numpy arrays
-and bound methods, which the safe unpickler rightly refuses (allowing them would mean allowing
-``getattr``). :class:`SafeCheckpointHook` stores them as plain lists instead and rebuilds the
-buffers after loading, so nothing needs to be allow-listed and the safety stays on.
+Every checkpoint ``seg`` opens -- ``tools/eval.py``, ``tools/infer.py``, ``--resume``,
+``load_from``, the attention visualiser, the converter -- is read by :func:`load_checkpoint`:
+``torch.load(weights_only=True)`` (tensors and plain containers only), and the config it carries
+is plain data rebuilt without executing anything (:mod:`seg.engine.config_data`). A checkpoint is
+written by :func:`save_checkpoint_file` to a temporary file that is flushed, fsynced and renamed,
+so a process killed while it saves never leaves a truncated file where ``--resume`` looks.
+
+mmengine's message hub holds ``HistoryBuffer`` objects, which the safe unpickler rightly refuses;
+:func:`to_plain` stores them as tagged lists and :func:`from_plain` rebuilds them.
 """
 from __future__ import annotations
 
+import glob
 import os
+import re
 from typing import Any
 
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 
-from seg.registry import HOOKS
+from seg.models.weights import read_weights_file
+
+from .config_data import DATA_KEY, config_from_data, literal_config
+
+__all__ = ['config_from_checkpoint', 'from_plain', 'load_checkpoint', 'load_state_into', 'resume_candidates',
+           'save_checkpoint_file', 'to_plain']
 
 _BUFFER_TAG = '__history_buffer__'
 
@@ -47,39 +58,132 @@ def from_plain(obj: Any) -> Any:
     return obj
 
 
-@HOOKS.register_module()
-class SafeCheckpointHook(Hook):
-    """Keeps checkpoints free of pickled classes: message hub as plain data, restored on load."""
-
-    priority = 'VERY_LOW'
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        for key in ('message_hub', 'meta'):
-            if key in checkpoint:
-                checkpoint[key] = to_plain(checkpoint[key])
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if 'message_hub' in checkpoint:
-            checkpoint['message_hub'] = from_plain(checkpoint['message_hub'])
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint with ``weights_only=True``; clear errors for a missing or foreign file."""
+    """Read a checkpoint safely: ``weights_only=True``, clear errors for a missing or foreign file.
+
+    Args:
+        path: a checkpoint written by ``seg`` (or any ``{'state_dict': ...}`` file, e.g. mmsegmentation's).
+
+    Returns:
+        The checkpoint dict; its ``state_dict`` has the key names of the current code (older names
+        are renamed, see :func:`seg.engine.migration.migrate_state_dict`).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: the file is unreadable, truncated, refused by the safe unpickler, or not a dict
+            with a ``state_dict``.
+    """
+    from .migration import migrate_state_dict
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - say which file and why
-        raise ValueError(f'cannot load checkpoint {path!r} with weights_only=True: {exc}') from exc
-    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
-        raise ValueError(f'{path!r} is not a seg checkpoint: expected a dict with a "state_dict" key')
+    ckpt = read_weights_file(path, 'checkpoint')
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('state_dict'), dict):
+        raise ValueError(f'{path!r} is not a checkpoint: expected a dict with a "state_dict" key, '
+                         f'got {type(ckpt).__name__}' + (f' with keys {sorted(ckpt)[:8]}' if isinstance(ckpt, dict)
+                                                         else ''))
+    ckpt['state_dict'] = migrate_state_dict(ckpt['state_dict'])
     return ckpt
 
 
+def load_state_into(model: torch.nn.Module, state: dict, ckpt_path: str, config_name: str = 'the config',
+                    strict: bool = True) -> None:
+    """Load ``state`` into ``model``; a shape mismatch (another class count, say) or, with ``strict``,
+    a missing or unexpected key is a ``ValueError`` naming the key, both shapes and both files.
+    Without ``strict`` the keys that do not match are logged."""
+    from mmengine.logging import print_log
+
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            hint = ''
+            if key.endswith(('cls.1.weight', 'cls.1.bias', 'conv_seg.weight', 'conv_seg.bias')):
+                hint = (f': the checkpoint predicts {value.shape[0]} classes but {config_name} '
+                        f'builds {own[key].shape[0]} (model.num_classes)')
+            raise ValueError(f'checkpoint {ckpt_path!r} does not fit {config_name}: {key} has shape '
+                             f'{tuple(value.shape)}, the model expects {tuple(own[key].shape)}{hint}')
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if (missing or unexpected) and strict:
+        raise ValueError(f'checkpoint {ckpt_path!r} does not fit {config_name} (another architecture?): '
+                         f'{len(missing)} missing keys (e.g. {missing[:3]}), '
+                         f'{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})')
+    if missing or unexpected:
+        print_log(f'loaded {ckpt_path}: {len(missing)} model keys not in it (e.g. {missing[:3]}), '
+                  f'{len(unexpected)} of its keys unused (e.g. {unexpected[:3]})', logger='current',
+                  level=30)
+    model.load_state_dict(state, strict=strict)
+
+
 def config_from_checkpoint(ckpt: dict, path: str = 'checkpoint') -> Config:
-    """The resolved config a training run stored in its checkpoint's meta."""
-    text = (ckpt.get('meta') or {}).get('cfg')
-    if not text:
-        raise ValueError(f'{path!r} carries no config (meta.cfg); pass --config CONFIG')
-    return Config.fromstring(text, file_format='.py')
+    """The resolved config a training run stored in its checkpoint, rebuilt as data.
+
+    New checkpoints carry it as a dict of plain data (``meta.cfg``); older ones as Python text in
+    the same key, which is parsed as literals only and never executed.
+
+    Raises:
+        ValueError: the checkpoint carries no config, or one that is not plain data / literal text.
+    """
+    meta = ckpt.get('meta') or {}
+    stored = meta.get(DATA_KEY)
+    if isinstance(stored, dict):
+        return config_from_data(stored, path)
+    if isinstance(stored, str) and stored.strip():
+        return config_from_data(literal_config(stored, f'{path} (meta.{DATA_KEY})'), path)
+    raise ValueError(f'{path!r} carries no config (meta.{DATA_KEY}); pass --config CONFIG')
+
+
+def save_checkpoint_file(checkpoint: dict, path: str | os.PathLike) -> None:
+    """Write ``checkpoint`` to ``path`` atomically: temporary file, flush, fsync, rename, fsync the folder.
+
+    A process killed at any moment leaves either the old file (or none) or the complete new one.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f'{path}.tmp-{os.getpid()}'
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. no directory handles on this platform: the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resume_candidates(work_dir: str) -> list[str]:
+    """Checkpoints ``--resume`` may continue from, best first.
+
+    The file named in ``work_dir/last_checkpoint`` (when that is readable and exists), then every
+    ``iter_N.pth`` / ``epoch_N.pth`` of ``work_dir`` from the highest N down, so that an unreadable
+    latest checkpoint falls back to the one before it.
+    """
+    found = []
+    pointer = os.path.join(work_dir, 'last_checkpoint')
+    try:
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named and os.path.isfile(named):
+            found.append(named)
+    except (OSError, UnicodeDecodeError):
+        pass
+
+    def step(path: str) -> int:
+        m = re.fullmatch(r'(?:iter|epoch)_(\d+)\.pth', os.path.basename(path))
+        return int(m.group(1)) if m else -1
+
+    numbered = [p for p in glob.glob(os.path.join(work_dir, '*.pth')) if step(p) >= 0]
+    for path in sorted(numbered, key=step, reverse=True):
+        if not any(os.path.samefile(path, other) for other in found):
+            found.append(path)
+    return found

@@ -1,11 +1,16 @@
-"""Runner hooks: a progress bar over validation."""
+"""Runner hooks: a progress bar over validation; BatchNorm statistics kept equal across processes."""
 from __future__ import annotations
 
+import torch
+import torch.distributed as dist
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from tqdm import tqdm
 
 from seg.registry import HOOKS
+
+__all__ = ['SyncNormStatsHook', 'ValProgressBarHook']
 
 
 @HOOKS.register_module()
@@ -30,3 +35,32 @@ class ValProgressBarHook(Hook):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+@HOOKS.register_module()
+class SyncNormStatsHook(Hook):
+    """Average the floating-point buffers (BatchNorm running statistics) over the processes after
+    every training iteration, before any checkpoint is written or validation runs.
+
+    Under DDP without SyncBN (CPU processes on gloo) every process updates its own running
+    statistics from its own batches, so they drift apart: each process would validate a different
+    model, and the checkpoint (process 0's) would be yet another. Averaging them each step keeps one
+    model on every process, the one saved in the checkpoint.
+    """
+
+    priority = 'ABOVE_NORMAL'  # before the CheckpointHook (VERY_LOW) of the same iteration
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        buffers = [b for b in model.buffers() if b.is_floating_point()]
+        if not buffers:
+            return
+        flat = torch.cat([b.reshape(-1) for b in buffers])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        offset = 0
+        for b in buffers:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()

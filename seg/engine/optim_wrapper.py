@@ -1,8 +1,13 @@
-"""Mixed-precision optimizer wrapper that also works on CPU.
+"""Optimizer wrappers: one that skips non-finite steps, and mixed precision that also works on CPU.
 
-mmengine's AmpOptimWrapper refuses to run without an accelerator; this one picks, at the first
-step, bf16 autocast where the device supports it (CPU, Ampere+ GPUs: no loss scaling needed) and
-fp16 with a GradScaler on CUDA devices without bf16.
+:class:`SegOptimWrapper` is mmengine's ``OptimWrapper`` plus one rule: a non-finite loss (which
+the segmentor returns as NaN on every process when ``model.nonfinite_loss='skip'``) updates
+nothing. The backward still runs, so that DDP's gradient all-reduce happens on every process
+alike, then the gradients are dropped and the optimizer does not step.
+
+mmengine's AmpOptimWrapper refuses to run without an accelerator; :class:`AutoAmpOptimWrapper`
+picks, at the first step, bf16 autocast where the device supports it (CPU, Ampere+ GPUs: no loss
+scaling needed) and fp16 with a GradScaler on CUDA devices without bf16.
 """
 from __future__ import annotations
 
@@ -23,7 +28,20 @@ def amp_dtype_for(device: torch.device) -> torch.dtype:
 
 
 @OPTIM_WRAPPERS.register_module()
-class AutoAmpOptimWrapper(OptimWrapper):
+class SegOptimWrapper(OptimWrapper):
+    """mmengine's ``OptimWrapper`` that skips the update of a step whose loss is NaN or Inf."""
+
+    def update_params(self, loss: torch.Tensor, step_kwargs: dict | None = None,
+                      zero_kwargs: dict | None = None) -> None:
+        if bool(torch.isfinite(loss.detach())):
+            return super().update_params(loss, step_kwargs, zero_kwargs)
+        self.backward(loss)  # keeps DDP's all-reduce in step on every process
+        self.zero_grad(**(zero_kwargs or {}))
+        self.skipped_steps = getattr(self, 'skipped_steps', 0) + 1
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutoAmpOptimWrapper(SegOptimWrapper):
     """OptimWrapper running the forward under autocast (bf16, or fp16 + GradScaler on old GPUs)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, dtype: str = 'auto', **kwargs) -> None:
@@ -57,7 +75,7 @@ class AutoAmpOptimWrapper(OptimWrapper):
             yield
 
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
-        if self.loss_scaler is not None:
+        if self.loss_scaler is not None and bool(torch.isfinite(loss.detach())):
             loss = self.loss_scaler.scale(loss)
         loss.backward(**kwargs)
         self._inner_count += 1

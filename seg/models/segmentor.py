@@ -5,9 +5,11 @@ the structure and inference modes follow mmsegmentation's EncoderDecoder.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
@@ -31,8 +33,13 @@ class EncoderDecoder(BaseModel):
         decode_head: head config; its ``forward(feats)`` returns a dict with ``'out'`` and, for
             some methods, more supervised outputs (``'pam'``, ``'cam'``).
         auxiliary_head: optional head config; its ``'out'`` is exposed as ``'aux'``.
-        loss: loss config applied to every output key.
+        loss: loss config (or list of configs, summed) applied to every supervised output key.
         loss_weights: weight per output key; a key missing here is not supervised.
+        losses: per output key, a loss config or list of them replacing ``loss`` for that key
+            (``dict(out=[dict(type='CrossEntropyLoss'), dict(type='DiceLoss', loss_weight=0.5)])``).
+        ignore_index: label of unlabelled pixels; every loss that does not set its own gets it, and the
+            data preprocessor pads labels with it (the config loader sets it from the dataset).
+        nonfinite_loss: ``'stop'`` (raise on a NaN / Inf loss) or ``'skip'`` (skip that step).
         num_classes: class count; every head must predict this many.
         test_cfg: ``dict(mode='whole')`` or ``dict(mode='slide', crop_size=(h, w), stride=(h, w))``.
         align_corners: for every logits resize.
@@ -41,24 +48,41 @@ class EncoderDecoder(BaseModel):
 
     def __init__(self, backbone: dict, decode_head: dict, num_classes: int,
                  auxiliary_head: dict | None = None,
-                 loss: dict | None = None, loss_weights: dict | None = None,
-                 test_cfg: dict | None = None, align_corners: bool = False,
+                 loss: dict | list[dict] | None = None, loss_weights: dict | None = None,
+                 losses: dict[str, dict | list[dict]] | None = None, ignore_index: int = 255,
+                 nonfinite_loss: str = 'stop', test_cfg: dict | None = None, align_corners: bool = False,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+        if nonfinite_loss not in ('stop', 'skip'):
+            raise ValueError(f"model.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
         # Built here, from seg's registry: mmengine's BaseModel would look in its own root registry.
-        super().__init__(data_preprocessor=MODELS.build(data_preprocessor or dict(type='SegDataPreprocessor')),
-                         init_cfg=init_cfg)
+        preprocessor = dict(data_preprocessor or dict(type='SegDataPreprocessor'))
+        if preprocessor.get('type') == 'SegDataPreprocessor':
+            preprocessor.setdefault('seg_pad_val', ignore_index)
+        super().__init__(data_preprocessor=MODELS.build(preprocessor), init_cfg=init_cfg)
         self.num_classes = num_classes
         self.align_corners = align_corners
+        self.ignore_index = ignore_index
+        self.nonfinite_loss = nonfinite_loss
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
         self.auxiliary_head = MODELS.build(auxiliary_head) if auxiliary_head else None
-        self.loss_fn = MODELS.build(loss or dict(type='CrossEntropyLoss'))
+        # Losses hold no parameters (nothing of them is in the state dict).
+        self.default_loss = self._build_losses(loss or dict(type='CrossEntropyLoss'), 'model.loss')
+        self.key_losses = nn.ModuleDict({key: self._build_losses(cfg, f'model.losses.{key}')
+                                         for key, cfg in (losses or {}).items()})
         self.loss_weights = dict(loss_weights if loss_weights is not None else {'out': 1.0, 'aux': 0.4})
         self.test_cfg = dict(test_cfg or dict(mode='whole'))
         self._check_classes()
         mode = self.test_cfg.get('mode', 'whole')
         if mode not in ('whole', 'slide'):
             raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
+
+    def _build_losses(self, cfg: dict | list[dict], where: str) -> nn.ModuleList:
+        """One loss config or a list of them (summed); each gets the model's ``ignore_index`` unless it sets one."""
+        cfgs = [cfg] if isinstance(cfg, dict) else list(cfg)
+        if not cfgs or not all(isinstance(c, dict) for c in cfgs):
+            raise ValueError(f'{where} must be a loss config dict or a non-empty list of them, got {cfg!r}')
+        return nn.ModuleList(MODELS.build(c, default_args=dict(ignore_index=self.ignore_index)) for c in cfgs)
 
     def _check_classes(self) -> None:
         for name, head in (('decode_head', self.decode_head), ('auxiliary_head', self.auxiliary_head)):
@@ -87,6 +111,8 @@ class EncoderDecoder(BaseModel):
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def loss(self, inputs: Tensor, data_samples: list[dict]) -> dict[str, Tensor]:
+        """Per supervised output key ``k``: ``loss_k`` (or ``loss_k_<name>`` for each of several losses),
+        weighted by ``loss_weights[k]``; plus ``acc_seg`` of the main output."""
         target = torch.stack([s['gt_sem_seg'] for s in data_samples]).long()  # [B, H, W]
         losses = {}
         for key, logits in self.forward_logits(inputs).items():
@@ -94,13 +120,44 @@ class EncoderDecoder(BaseModel):
             if weight == 0:
                 continue
             logits = resize(logits, target.shape[-2:], self.align_corners).float()
-            losses[f'loss_{key}'] = weight * self.loss_fn(logits, target)
+            fns = self.key_losses[key] if key in self.key_losses else self.default_loss
+            for fn in fns:
+                name = f'loss_{key}' if len(fns) == 1 else f'loss_{key}_{fn.short_name}'
+                losses[name] = weight * fn(logits, target)
             if key == 'out':
                 with torch.no_grad():
-                    valid = target != self.loss_fn.ignore_index
+                    valid = target != self.ignore_index
                     correct = (logits.argmax(1) == target) & valid
                     losses['acc_seg'] = correct.sum() * 100.0 / valid.sum().clamp(min=1)
         return losses
+
+    def parse_losses(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """mmengine's sum of the ``loss*`` terms, checked for NaN / Inf on every process at once.
+
+        A non-finite total stops training (``nonfinite_loss='stop'``) with a ``FloatingPointError``
+        naming the iteration and every loss term, before anything is updated, so the last checkpoint
+        stays the last good one; with ``'skip'`` a warning says the same and the returned total is NaN
+        on every process, which :class:`seg.engine.SegOptimWrapper` takes as "skip this step".
+        """
+        total, log_vars = super().parse_losses(losses)
+        finite = torch.isfinite(total.detach()).float()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # the same decision on every process
+        if bool(finite):
+            return total, log_vars
+        from mmengine.logging import MessageHub, print_log
+
+        hub = MessageHub.get_current_instance()
+        step = hub.get_info('iter')
+        terms = ', '.join(f'{k}={float(v):.6g}' for k, v in log_vars.items() if k.startswith('loss'))
+        where = f'iteration {step + 1}' if isinstance(step, int) else 'this step'
+        message = (f'non-finite loss at {where} ({terms}; a term is finite on this process if another process '
+                   'had the NaN / Inf)')
+        if self.nonfinite_loss == 'stop':
+            raise FloatingPointError(message + '. Training stopped before the update; the last checkpoint is the '
+                                     "last good one. model.nonfinite_loss='skip' skips such steps instead.")
+        print_log(message + ': step skipped (model.nonfinite_loss=skip)', logger='current', level=logging.WARNING)
+        return total.detach() * float('nan'), log_vars
 
     # -------------------------------------------------------------- inference
     @torch.no_grad()

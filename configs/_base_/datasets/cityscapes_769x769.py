@@ -8,14 +8,14 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
-    dict(type='Pad', size=crop_size, pad_val=0, seg_pad_val=255),
+    dict(type='Pad', size=crop_size, pad_val=0),
 ]
 test_pipeline = [dict(type='Resize', scale=(2048, 1024), keep_ratio=True)]
 # The recipe's batch over all processes (4 GPUs x 2 images); split across the processes at launch.
 total_batch_size = 8
 train_dataloader = dict(
     batch_size=2, num_workers=4, persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
     collate_fn=dict(type='seg_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline))
 val_dataloader = dict(

@@ -7,7 +7,7 @@ train_pipeline = [dict(type='RandomFlip', prob=0.5)]
 test_pipeline = []
 train_dataloader = dict(
     batch_size=8, num_workers=2, persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
     collate_fn=dict(type='seg_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, split='train', num_images=600,
                  img_size=img_size, seed=0, pipeline=train_pipeline))

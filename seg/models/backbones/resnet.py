@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
-from typing import Any
 
 import torch
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
+from seg.models.weights import read_weights_file, state_dict_of
 from seg.registry import MODELS
 
 logger = logging.getLogger(__name__)
@@ -118,7 +117,10 @@ class DilatedResNet(nn.Module):
         if pretrained == 'timm':
             state = _timm_state_dict(timm_name(self.depth, self.deep_stem, self.avg_down))
         else:
-            state = load_state_dict_file(pretrained)
+            if not os.path.isfile(pretrained):
+                raise FileNotFoundError(f'pretrained weights file {pretrained!r} does not exist; give a local file, '
+                                        "'timm' (needs network or a filled hub cache) or None")
+            state = state_dict_of(read_weights_file(pretrained, 'pretrained weights file'), pretrained)
         self.load_backbone_state(state, source=pretrained)
 
     def load_backbone_state(self, state: dict[str, Tensor], source: str = 'state dict') -> None:
@@ -160,25 +162,6 @@ def _stem_key(key: str, deep_stem: bool) -> str:
     if key.startswith('conv1'):
         return 'stem.0' + key[len('conv1'):]
     return 'stem.1' + key[len('bn1'):]
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a weights file (.pth/.pt/.bin via torch.load(weights_only=True), or .safetensors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'pretrained weights file {str(path)!r} does not exist; give a local '
-                                "file, 'timm' (needs network or a filled hub cache) or None")
-    if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    obj: Any = torch.load(path, map_location='cpu', weights_only=True)
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise ValueError(f'{str(path)!r} holds a {type(obj).__name__}, expected a state dict')
-    return obj
 
 
 def _timm_state_dict(name: str) -> dict[str, Tensor]:
