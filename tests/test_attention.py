@@ -815,3 +815,30 @@ def test_context_maps_from_hooked_tensors():
             check_rows(a)
             out[:, :, i, j] = torch.einsum('bn,bcn->bc', a, v[:, :, mask])
     torch.testing.assert_close(y, m.cca.gamma * out + x)
+
+
+WIDTHS = (16, 32, 48, 64, 96, 128, 256, 512, 1024, 2048)
+
+
+@pytest.mark.parametrize('channels', WIDTHS)
+@pytest.mark.parametrize('name', NAMES)
+def test_default_options_build_and_run_at_every_width(name, channels):
+    """Any module can be swapped into any layer with one setting changed: the defaults fit every width."""
+    module = build_attention(name, channels).eval()
+    x = torch.randn(1, channels, 3, 5)
+    with torch.no_grad():
+        y = module(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_shuffle_default_groups_rule(caplog):
+    from seg.models.attention.shuffle import default_groups
+
+    assert [default_groups(c) for c in WIDTHS] == [8, 16, 24, 32, 48, 64, 64, 64, 64, 64]
+    assert build_attention('shuffle', 512).groups == 64  # the paper's value where it fits
+    with caplog.at_level('INFO', logger='seg.models.attention.shuffle'):
+        assert build_attention('shuffle', 80).groups == 40
+        build_attention('shuffle', 80)
+    assert sum('using 40 groups' in r.message for r in caplog.records) == 1  # said once
+    with pytest.raises(ValueError, match='channels must be even'):
+        build_attention('shuffle', 33)

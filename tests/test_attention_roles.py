@@ -113,7 +113,7 @@ def test_head_bad_attention_errors():
     with pytest.raises(ValueError, match='has no option.*ratio'):
         AttentionHead(16, 32, 2, attention=dict(type='se', ratio=4))
     with pytest.raises(ValueError, match='divisible by 2 \\* groups'):
-        AttentionHead(16, 32, 2, attention=dict(type='shuffle'))  # 64 groups need C % 128 == 0
+        AttentionHead(16, 32, 2, attention=dict(type='shuffle', groups=64))  # 64 groups need C % 128 == 0
     with pytest.raises(ValueError, match="no 'type'"):
         AttentionHead(16, 32, 2, attention=dict(reduction=4))
 

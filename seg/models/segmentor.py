@@ -149,7 +149,7 @@ class EncoderDecoder(BaseModel):
 
         hub = MessageHub.get_current_instance()
         step = hub.get_info('iter')
-        terms = ', '.join(f'{k}={float(v):.6g}' for k, v in log_vars.items() if k.startswith('loss'))
+        terms = ', '.join(f'{k}={float(v.detach()):.6g}' for k, v in log_vars.items() if k.startswith('loss'))
         where = f'iteration {step + 1}' if isinstance(step, int) else 'this step'
         message = (f'non-finite loss at {where} ({terms}; a term is finite on this process if another process '
                    'had the NaN / Inf)')
@@ -157,7 +157,7 @@ class EncoderDecoder(BaseModel):
             raise FloatingPointError(message + '. Training stopped before the update; the last checkpoint is the '
                                      "last good one. model.nonfinite_loss='skip' skips such steps instead.")
         print_log(message + ': step skipped (model.nonfinite_loss=skip)', logger='current', level=logging.WARNING)
-        return total.detach() * float('nan'), log_vars
+        return total * float('nan'), log_vars  # NaN everywhere: every process skips alike
 
     # -------------------------------------------------------------- inference
     @torch.no_grad()

@@ -10,8 +10,14 @@ branch of C / (2G) channels each:
 the halves are concatenated back, the groups reassembled, and a channel shuffle with 2 groups
 mixes the two branches. Parameters: w_c, b_c, w_s, b_s and GN's affine pair, each of C / (2G),
 i.e. ``3 C / G`` in all.
+
+G must divide C / 2. The paper's G = 64 needs C divisible by 128; by default (``groups=None``) the
+module takes 64 where it fits and otherwise the divisor of C / 2 nearest to 64 (the larger one on a
+tie), so it builds at any even width (C = 48 -> G = 24, C = 96 -> G = 48), and says so once.
 """
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +25,18 @@ from torch import Tensor, nn
 from seg.registry import ATTENTION
 
 from .factory import check_input, check_int
+
+logger = logging.getLogger(__name__)
+
+PAPER_GROUPS = 64
+_REPORTED: set[tuple[int, int]] = set()
+
+
+def default_groups(channels: int, preferred: int = PAPER_GROUPS) -> int:
+    """The divisor of ``channels // 2`` nearest to ``preferred`` (the larger on a tie)."""
+    half = channels // 2
+    divisors = [g for g in range(1, half + 1) if half % g == 0]
+    return min(divisors, key=lambda g: (abs(g - preferred), -g))
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -43,16 +61,26 @@ class ShuffleAttention(nn.Module):
     """Shuffle attention.
 
     Args:
-        channels: input (and output) channels C, divisible by ``2 * groups``.
-        groups: number of groups G (the paper uses 64).
+        channels: input (and output) channels C, even and divisible by ``2 * groups``.
+        groups: number of groups G; ``None`` takes the paper's 64, or the divisor of C / 2 nearest
+            to 64 where 64 does not fit (see the module docstring).
 
     Parameters: ``3 * C / G``. The weights are the outputs of the submodules ``channel_gate``
     (B * G, C / 2G, 1, 1) and ``spatial_gate`` (B * G, C / 2G, H, W).
     """
 
-    def __init__(self, channels: int, groups: int = 64) -> None:
+    def __init__(self, channels: int, groups: int | None = None) -> None:
         super().__init__()
         self.channels = check_int('ShuffleAttention', 'channels', channels)
+        if channels % 2:
+            raise ValueError(f'ShuffleAttention: channels must be even (a channel and a spatial half per '
+                             f'group), got {channels}')
+        if groups is None:
+            groups = default_groups(channels)
+            if groups != PAPER_GROUPS and (channels, groups) not in _REPORTED:
+                _REPORTED.add((channels, groups))
+                logger.info('ShuffleAttention: the paper\'s %d groups do not divide %d / 2 channels; using %d '
+                            'groups (the nearest divisor)', PAPER_GROUPS, channels, groups)
         self.groups = check_int('ShuffleAttention', 'groups', groups)
         if channels % (2 * groups) != 0:
             raise ValueError(f'ShuffleAttention: channels must be divisible by 2 * groups, got '
