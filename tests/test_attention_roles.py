@@ -232,7 +232,7 @@ def test_backbone_plugin_bad_stage_or_config():
     with pytest.raises(ValueError, match="unknown attention type 'nope'"):
         DilatedResNet(depth=18, channels=(16, 16, 32, 32), block_attention=dict(type='nope'))
     with pytest.raises(ValueError, match='divisible by 2 \\* groups'):
-        DilatedResNet(depth=50, channels=TINY, block_attention=dict(type='shuffle'))
+        DilatedResNet(depth=50, channels=TINY, block_attention=dict(type='shuffle', groups=64))
 
 
 def plain_timm_state(path) -> dict[str, torch.Tensor]:
@@ -421,7 +421,7 @@ def test_benchmark_bad_arguments(capsys):
     with pytest.raises(ValueError, match='repeats >= 1'):
         tool.measure_latency(nn.Identity(), torch.zeros(1), repeats=0)
     with pytest.raises(SystemExit):  # argparse error: shuffle's 64 groups do not fit 32 channels
-        tool.main(['--channels', '32', '--names', 'shuffle', '--repeats', '1'])
+        tool.main(['--channels', '32', '--names', 'shuffle', '--repeats', '1', '--option', 'shuffle.groups=64'])
     assert 'divisible by 2 * groups' in capsys.readouterr().err
 
 

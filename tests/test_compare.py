@@ -100,8 +100,8 @@ def test_every_name_builds_on_a_backbone_preset_without_extra_code():
             assert model(x).shape == (1, 19, 32, 32), attn
     with pytest.raises(ValueError, match=r"CCHead has no option\(s\) recurence.*recurrence"):
         build_spec_model(parse_spec('ccnet:recurence=1'), backbone='demo')
-    with pytest.raises(ValueError, match=r"'shuffle' cannot be built on the 'demo' backbone .*groups"):
-        build_spec_model(parse_spec('shuffle'), backbone='demo')
+    with pytest.raises(ValueError, match=r"'shuffle:groups=64' cannot be built on the 'demo' backbone .*groups"):
+        build_spec_model(parse_spec('shuffle:groups=64'), backbone='demo')
 
 
 # ------------------------------------------------------------------------------- exact numbers

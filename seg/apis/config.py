@@ -65,7 +65,7 @@ def load_config(config: str | os.PathLike | Config, cfg_options: dict | None = N
 def _lookup(cfg: Any, dotted: str) -> tuple[bool, Any]:
     node = cfg
     for part in dotted.split('.'):
-        if isinstance(node, Mapping) and part in node:
+        if hasattr(node, 'keys') and part in node.keys():
             node = node[part]
         elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]

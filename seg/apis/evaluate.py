@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from seg.fileio import ensure_dir
 from seg.registry import DATASETS, METRICS
 
 from .model_io import model_from_checkpoint
@@ -53,7 +54,9 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     results = metric.evaluate(len(dataset))
     print(format_table(metric.last_metrics, list(dataset.metainfo['classes'])))
     if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        if os.path.isdir(out):
+            raise IsADirectoryError(f'--out {out!r} is a folder; give the path of the JSON file to write')
+        ensure_dir(os.path.dirname(os.path.abspath(out)), 'folder of --out')
         payload = dict(checkpoint=ckpt, metrics=results, classes=list(dataset.metainfo['classes']),
                        confusion_matrix=metric.last_confusion.tolist())
         with open(out, 'w') as f:
@@ -67,7 +70,7 @@ def _write_plots(metric, classes: list, folder: str) -> None:
     """The confusion matrix (when the metric kept it) and the per-class IoU bars of an evaluation."""
     from seg.visualization.plots import plot_confusion_matrix, plot_per_class_iou
 
-    os.makedirs(folder, exist_ok=True)
+    ensure_dir(folder, 'plots folder')
     written = [plot_per_class_iou(metric.last_metrics['IoU'].tolist(), classes,
                                   os.path.join(folder, 'per_class_iou.png'))]
     if metric.last_confusion is not None:

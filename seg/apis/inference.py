@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from seg.fileio import ensure_dir, output_path
+
 from .model_io import model_from_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -29,17 +31,13 @@ def list_images(path: str | os.PathLike) -> list[Path]:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray | None:
-    """RGB uint8 (H, W, 3); grayscale and RGBA are converted; None when unreadable."""
-    img = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
+    """RGB uint8 (H, W, 3) as the datasets read it (:func:`seg.datasets.read_image`); None when unreadable."""
+    from seg.datasets.base import CorruptFileError, read_image
+
+    try:
+        return read_image(os.fspath(path))
+    except (CorruptFileError, FileNotFoundError):
         return None
-    if img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 class Segmenter:
@@ -86,11 +84,10 @@ def infer_paths(ckpt: str, input_path: str, output_dir: str, config: str | None 
     paths = list_images(input_path)
     if not paths:
         raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) under {input_path!r}')
+    out = ensure_dir(output_dir)
     segmenter = Segmenter(ckpt, config, device, mode)
     palette = (np.asarray(segmenter.palette, dtype=np.uint8) if segmenter.palette is not None
                else get_palette(segmenter.model.num_classes))
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
     summary = InferenceSummary()
     for path in tqdm(paths, desc='infer', unit='img', dynamic_ncols=True):
@@ -102,9 +99,10 @@ def infer_paths(ckpt: str, input_path: str, output_dir: str, config: str | None 
         label = segmenter(image)
         stem = str(path.relative_to(root).with_suffix('')).replace(os.sep, '__')
         color = colorize(label, palette)
-        cv2.imwrite(str(out / f'{stem}_label.png'), label.astype(np.uint8 if label.max() < 256 else np.uint16))
-        cv2.imwrite(str(out / f'{stem}_color.png'), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out / f'{stem}_overlay.png'),
+        cv2.imwrite(str(output_path(out, f'{stem}_label.png')),
+                    label.astype(np.uint8 if label.max() < 256 else np.uint16))
+        cv2.imwrite(str(output_path(out, f'{stem}_color.png')), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(output_path(out, f'{stem}_overlay.png')),
                     cv2.cvtColor(overlay(image, color, alpha), cv2.COLOR_RGB2BGR))
         summary.processed.append(str(path))
     return summary
