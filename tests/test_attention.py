@@ -1,7 +1,8 @@
 """Tests of the attention zoo (seg.models.attention).
 
-The generic tests are parametrized over ``list_attention()``, so a newly registered module is
-tested automatically (and must get a parameter-count formula below). Each module is also checked
+The generic tests are parametrized over ``list_attention()`` and read what each module declares
+(``attention_maps``, ``param_count``), so a newly registered module is tested automatically with no
+table here to edit. Each module is also checked
 against a plain re-computation of its paper's formula on hand-set weights, in float64; the context
 blocks (non-local, criss-cross, PAM, CAM, dual) against the ``*_reference`` ops of ``seg.ops``.
 """
@@ -38,33 +39,22 @@ from seg.models.attention import (
     list_attention,
     newton_schulz_sqrt,
 )
-from seg.models.blocks import (
-    ChannelAttention,
-    CrissCrossAttention,
-    DualAttention,
-    NonLocal2d,
-    PositionAttention,
-    RecurrentCrissCross,
-)
+from seg.models.attention import MAP_KINDS, AttentionModule
 from seg.ops import channel_attention_reference, criss_cross_attention_reference, position_attention_reference
 from seg.registry import ATTENTION
 
 C = 32
-# Options that make a module valid at C = 32 (SA-Net's default G = 64 needs C % 128 == 0).
-SMALL = {'shuffle': dict(groups=4)}
 NAMES = list_attention()
 EXPECTED = {'se': SE, 'eca': ECA, 'cbam': CBAM, 'coord': CoordAttention, 'sk': SK, 'simam': SimAM,
             'gam': GAM, 'shuffle': ShuffleAttention, 'nam': NAM, 'soca': SOCA, 's2mlpv2': S2MLPv2,
             'nonlocal': NonLocal, 'criss_cross': CrissCross, 'pam': PAM, 'cam': CAM, 'dual': DualBlock}
-# The context blocks: thin subclasses of seg.models.blocks, residual (identity at initialisation),
-# attention maps never a module output.
-CONTEXT = {'nonlocal': NonLocal2d, 'criss_cross': RecurrentCrissCross, 'pam': PositionAttention,
-           'cam': ChannelAttention, 'dual': DualAttention}
+# The context blocks: residual (identity at initialisation), attention maps never a module output.
+CONTEXT = ('cam', 'criss_cross', 'dual', 'nonlocal', 'pam')
 
 
 def make(name: str, channels: int = C, **kw) -> nn.Module:
     torch.manual_seed(0)
-    return build_attention(name, channels, **{**SMALL.get(name, {}), **kw})
+    return build_attention(name, channels, **kw)
 
 
 @torch.no_grad()
@@ -296,107 +286,97 @@ def test_torch_export(name):
         torch.testing.assert_close(program.module()(x), m(x), rtol=1e-5, atol=1e-5)
 
 
-GATES = {
-    'se': {'gate': (2, C)}, 'eca': {'gate': (2, 1, C)},
-    'cbam': {'channel_gate': (2, C, 1, 1), 'spatial_gate': (2, 1, 7, 9)},
-    'coord': {'gate_h': (2, C, 7, 1), 'gate_w': (2, C, 1, 9)},
-    'sk': {'gate': (2, 2, C)}, 'simam': {'gate': (2, C, 7, 9)},
-    'gam': {'channel_gate': (2, C, 7, 9), 'spatial_gate': (2, C, 7, 9)},
-    'shuffle': {'channel_gate': (8, C // 8, 1, 1), 'spatial_gate': (8, C // 8, 7, 9)},
-    'nam': {'channel_gate': (2, C, 7, 9)}, 'soca': {'gate': (2, C, 1, 1)},
-    's2mlpv2': {'split_attention.gate': (2, 3, C)},
-    # The context blocks' maps (N x N for PAM and non-local) are never built whole: their entries
-    # are the hookable tensors the maps are recomputed from (not gates, so not bounded); CAM's map
-    # comes from its input alone. test_context_maps_from_hooked_tensors checks they suffice.
-    'nonlocal': {'theta': (2, C // 2, 7, 9), 'phi': (2, C // 2, 7, 9), 'g': (2, C // 2, 7, 9)},
-    'criss_cross': {'cca.query': (2, C // 8, 7, 9), 'cca.key': (2, C // 8, 7, 9), 'cca.value': (2, C, 7, 9)},
-    'pam': {'query': (2, C // 8, 7, 9), 'key': (2, C // 8, 7, 9), 'value': (2, C, 7, 9)},
-    'cam': {},
-    'dual': {'pam.query': (2, C // 8, 7, 9), 'pam.key': (2, C // 8, 7, 9), 'pam.value': (2, C, 7, 9)},
-}
+def record_declared(m: AttentionModule) -> dict[str, list[torch.Tensor]]:
+    """Forward hooks on what the module declares in ``attention_maps``."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    for sub in m.attention_maps:
+        try:
+            target = m if sub == '' else m.get_submodule(sub)
+        except AttributeError:  # an optional branch this instance does not have (NAM without spatial)
+            continue
+        target.register_forward_hook(
+            lambda mod, i, o, sub=sub: seen.setdefault(sub, []).append((i[0] if sub == '' else o).detach()))
+    return seen
 
 
 @pytest.mark.parametrize('name', NAMES)
-def test_gates_are_hookable_submodules(name):
-    assert name in GATES, f'add the gate submodules of {name!r} to GATES'
+def test_declared_maps_are_hookable_and_drawable(name):
     m = make(name).eval()
-    seen = {}
-    for sub in GATES[name]:
-        m.get_submodule(sub).register_forward_hook(lambda mod, i, o, sub=sub: seen.__setitem__(sub, o))
+    assert isinstance(m, AttentionModule)
+    assert set(m.attention_maps.values()) <= set(MAP_KINDS), m.attention_maps
+    seen = record_declared(m)
+    recurrence = getattr(m, 'recurrence', 1)
     m(torch.randn(2, C, 7, 9))
-    assert {k: tuple(v.shape) for k, v in seen.items()} == GATES[name]
-    for v in seen.values():
-        assert torch.isfinite(v).all()
-        if name not in CONTEXT:
-            assert (v >= 0).all() and (v <= 1).all()
+    for sub, kind in m.attention_maps.items():
+        if sub not in seen:
+            continue
+        assert len(seen[sub]) == (recurrence if kind in ('query', 'key') else 1), sub
+        for v in seen[sub]:
+            assert v.shape[0] == 2 and torch.isfinite(v).all()
+            if kind in ('channel', 'spatial', 'branch'):  # gate outputs are weights
+                assert (v >= 0).all() and (v <= 1).all(), sub
+    maps = {**m.maps(seen), **m.maps(seen, lambda h, w: (3, 4))}
+    has_maps = m.attention_maps or any(isinstance(c, AttentionModule) and c.attention_maps for c in m.children())
+    assert maps or (has_maps and not m.attention_maps), f'{name} declares maps but draws none'
+    for key, amap in maps.items():
+        shape = {'channel': 1, 'branch': 2, 'spatial': 2, 'point': 2}[amap.kind]
+        assert amap.values.dim() == shape and torch.isfinite(amap.values).all(), key
+        if amap.kind in ('spatial', 'point'):
+            assert tuple(amap.values.shape) == (7, 9), key
+        if amap.kind == 'channel':
+            assert amap.values.numel() in (C, C // 2), key
 
 
 # ---------------------------------------------------------------------------------------------
 # Parameter counts against the papers' formulas.
-
-def _coord_params(c, r=32, floor=8):
-    mid = max(floor, c // r)
-    return (c * mid + mid) + 2 * mid + 2 * (mid * c + c)  # conv1 + BN + conv_h, conv_w
-
-
-def _sk_params(c, kernels=(3, 5), r=16, big_l=32, g=1, norm=True):
-    d = max(c // r, big_l)
-    branches = sum(c * (c // g) * k * k + 2 * c for k in kernels)  # bias-free conv + BN
-    squeeze = c * d + 2 * d if norm else c * d + d
-    return branches + squeeze + len(kernels) * d * c
-
-
-def _gam_params(c, r=4, k=7, g=1):
-    mlp = 2 * c * c // r + c // r + c  # two linear layers with bias
-    convs = 2 * k * k * c * (c // r) // g  # C -> C/r -> C, bias-free
-    return mlp + convs + 2 * (c // r) + 2 * c  # + the two BN
-
 
 def _qkv_params(c, r=8):
     """Query and key 1x1 convs C -> C/r, value C -> C (all with bias), and gamma."""
     return 2 * (c * (c // r) + c // r) + c * c + c + 1
 
 
-def _nonlocal_params(c, r=2, mode='embedded_gaussian', norm=True):
-    ci = c // r
-    embeds = 1 if mode == 'gaussian' else 3  # g (+ theta, phi), 1x1 with bias
-    out = ci * c + (2 * c if norm else c)  # W_z: bias-free before a norm (scale + shift)
-    return embeds * (c * ci + ci) + out + (2 * ci if mode == 'concatenation' else 0)
-
-
-PARAM_FORMULAS = {
-    'se': [({}, lambda c: 2 * c * c // 16), (dict(reduction=8), lambda c: 2 * c * c // 8)],
-    'eca': [(dict(kernel_size=5), lambda c: 5), ({}, lambda c: eca_kernel_size(c))],
-    'cbam': [({}, lambda c: 2 * c * c // 16 + 2 * 49), (dict(spatial_kernel=3), lambda c: 2 * c * c // 16 + 2 * 9)],
-    'coord': [({}, _coord_params), (dict(reduction=4), lambda c: _coord_params(c, 4))],
-    'sk': [({}, _sk_params), (dict(kernels=(1, 3, 5, 7)), lambda c: _sk_params(c, (1, 3, 5, 7))),
-           (dict(dilated=True, groups=4), lambda c: _sk_params(c, (3, 3), g=4)),
-           (dict(squeeze_norm=False), lambda c: _sk_params(c, norm=False))],
-    'simam': [({}, lambda c: 0)],
-    'gam': [({}, _gam_params), (dict(groups=4), lambda c: _gam_params(c, g=4))],
+# Hand-computed counts beside the modules' own formulas, for options other than the defaults.
+OPTION_CASES = {
+    'se': [(dict(reduction=8), lambda c: 2 * c * c // 8)],
+    'eca': [(dict(kernel_size=5), lambda c: 5)],
+    'cbam': [(dict(spatial_kernel=3), lambda c: 2 * c * c // 16 + 2 * 9)],
+    'coord': [(dict(reduction=4), lambda c: (c * (c // 4) + c // 4) + 2 * (c // 4) + 2 * ((c // 4) * c + c))],
+    'sk': [(dict(kernels=(1, 3, 5, 7)), lambda c: sum(c * c * k * k + 2 * c for k in (1, 3, 5, 7))
+            + c * max(c // 16, 32) + 2 * max(c // 16, 32) + 4 * max(c // 16, 32) * c),
+           (dict(squeeze_norm=False), lambda c: sum(c * c * k * k + 2 * c for k in (3, 5)) + c * 32 + 32
+            + 2 * 32 * c)],
     'shuffle': [(dict(groups=4), lambda c: 3 * c // 4), (dict(groups=8), lambda c: 3 * c // 8)],
-    'nam': [({}, lambda c: 2 * c), (dict(spatial=True, spatial_size=(5, 6)), lambda c: 2 * c + 2 * 30)],
-    'soca': [({}, lambda c: 2 * c * (c // 8) + c // 8 + c)],
-    's2mlpv2': [({}, lambda c: 8 * c * c + 4 * c)],
-    'nonlocal': [({}, _nonlocal_params),
-                 (dict(reduction=4, norm='none'), lambda c: _nonlocal_params(c, 4, norm=False)),
-                 (dict(mode='gaussian'), lambda c: _nonlocal_params(c, mode='gaussian')),
-                 (dict(mode='concatenation', norm='GN'),
-                  lambda c: _nonlocal_params(c, mode='concatenation'))],
+    'nam': [(dict(spatial=True, spatial_size=(5, 6)), lambda c: 2 * c + 2 * 30)],
+    'nonlocal': [(dict(mode='gaussian'), lambda c: (c * (c // 2) + c // 2) + (c // 2) * c + 2 * c)],
     # the R passes share one set of weights
-    'criss_cross': [({}, _qkv_params), (dict(recurrence=3, reduction=4), lambda c: _qkv_params(c, 4))],
-    'pam': [({}, _qkv_params), (dict(reduction=2), lambda c: _qkv_params(c, 2))],
-    'cam': [({}, lambda c: 1)],
-    'dual': [({}, lambda c: _qkv_params(c) + 1), (dict(reduction=4), lambda c: _qkv_params(c, 4) + 1)],
+    'criss_cross': [(dict(recurrence=3, reduction=4), lambda c: _qkv_params(c, 4))],
+    'dual': [(dict(reduction=4), lambda c: _qkv_params(c, 4) + 1)],
 }
+"""Optional extra cases: a module without an entry is still checked at its defaults."""
 
 
 @pytest.mark.parametrize('name', NAMES)
 @pytest.mark.parametrize('channels', [64, 256])
 def test_param_counts(name, channels):
-    assert name in PARAM_FORMULAS, f'add a parameter-count formula for {name!r}'
-    for kw, formula in PARAM_FORMULAS[name]:
-        assert params(build_attention(name, channels, **kw)) == formula(channels), (name, kw)
+    cls = ATTENTION.get(name)
+    expected = cls.param_count(channels)
+    if expected is not None:
+        assert params(build_attention(name, channels)) == expected, name
+    for kw, formula in OPTION_CASES.get(name, []):
+        assert params(build_attention(name, channels, **kw)) == formula(channels) == cls.param_count(channels, **kw), \
+            (name, kw)
+
+
+def test_param_formulas_by_hand():
+    """A few counts written out, so the formulas are not only checked against themselves."""
+    assert SE.param_count(64) == 2 * 64 * 4 == 512
+    assert CBAM.param_count(64) == 512 + 98
+    assert ECA.param_count(64) == 3 and ECA.param_count(256) == 5
+    assert CrissCross.param_count(64) == 2 * (64 * 8 + 8) + 64 * 64 + 64 + 1 == 5201
+    assert PAM.param_count(64) == 5201 and CAM.param_count(64) == 1 and DualBlock.param_count(64) == 5202
+    assert NonLocal.param_count(64) == 3 * (64 * 32 + 32) + 32 * 64 + 2 * 64 == 8416
+    assert S2MLPv2.param_count(64) == 8 * 64 * 64 + 4 * 64 and SimAM.param_count(64) == 0
+    assert ShuffleAttention.param_count(128) == 3 * 128 // 64
 
 
 @pytest.mark.parametrize('channels, k', [(1, 1), (16, 3), (32, 3), (64, 3), (128, 5), (256, 5),
@@ -676,14 +656,16 @@ def qkv_attention_ref(m, x, op):
     return m.gamma * op(conv1x1_ref(x, m.query), conv1x1_ref(x, m.key), conv1x1_ref(x, m.value)) + x
 
 
-def test_context_classes_are_thin_subclasses():
-    for name, base in CONTEXT.items():
-        cls = ATTENTION.get(name)
-        assert issubclass(cls, base) and cls.__mro__[1] is base, name
-        # only validation is added: the computation is the block's own
-        assert set(vars(cls)) <= {
-            '__module__', '__qualname__', '__doc__', '__init__', 'forward', '__firstlineno__',
-            '__static_attributes__'}, name
+def test_one_class_per_context_concept():
+    """Each mechanism is one registered class, used as standalone module, head context and plug-in."""
+    from seg.models.heads import CCHead, DAHead, NLHead
+
+    assert type(CCHead(16, 16, 2).context) is CrissCross and type(NLHead(16, 16, 2).context) is NonLocal
+    da = DAHead(16, 16, 2)
+    assert type(da.pam) is PAM and type(da.cam) is CAM
+    assert type(DualBlock(16).pam) is PAM and type(DualBlock(16).cam) is CAM
+    for cls in (CrissCross, NonLocal, PAM, CAM, DualBlock):
+        assert cls.__mro__[1] is AttentionModule, cls
 
 
 @pytest.mark.parametrize('name', sorted(CONTEXT))
@@ -714,25 +696,25 @@ def test_cam_reference():
 @pytest.mark.parametrize('recurrence', [1, 2, 3])
 def test_criss_cross_reference(recurrence):
     m = randomize(CrissCross(C, recurrence=recurrence, reduction=4)).double()
-    set_gamma(m.cca, 0.8)
+    set_gamma(m, 0.8)
     x = double_input(h=5, w=6)
     ref = x
     for _ in range(recurrence):  # the same weights in every pass
-        ref = qkv_attention_ref(m.cca, ref, criss_cross_attention_reference)
+        ref = qkv_attention_ref(m, ref, criss_cross_attention_reference)
     calls = []
-    m.cca.register_forward_hook(lambda mod, i, o: calls.append(o))
+    m.query.register_forward_hook(lambda mod, i, o: calls.append(o))
     torch.testing.assert_close(m(x), ref)
-    assert len(calls) == recurrence and isinstance(m.cca, CrissCrossAttention)
-    assert params(m) == params(CrissCrossAttention(C, reduction=4))  # independent of R
+    assert len(calls) == recurrence
+    assert params(m) == params(CrissCross(C, recurrence=1, reduction=4))  # independent of R
 
 
 def test_recurrent_criss_cross_block():
-    assert RecurrentCrissCross(C).recurrence == 2 and 'recurrence=2' in repr(RecurrentCrissCross(C))
+    assert CrissCross(C).recurrence == 2 and 'recurrence=2' in repr(CrissCross(C))
     for bad in (0, True, 1.5):
         with pytest.raises(ValueError, match='recurrence must be an integer >= 1'):
-            RecurrentCrissCross(C, recurrence=bad)
+            CrissCross(C, recurrence=bad)
     with pytest.raises(ValueError, match='reduction'):
-        RecurrentCrissCross(C, reduction=64)
+        CrissCross(C, reduction=64)
 
 
 def test_dual_reference():
@@ -759,7 +741,8 @@ def test_nonlocal_reference(kw, scale):
 
 
 def test_context_maps_from_hooked_tensors():
-    """The GATES taps are enough to rebuild each block's attention maps and, from them, its output."""
+    """Hooked query / key / value tensors are enough to rebuild each block's attention maps and, from
+    them, its output."""
     x = double_input(h=5, w=6)
 
     def record(m, taps):
@@ -774,7 +757,7 @@ def test_context_maps_from_hooked_tensors():
 
     # PAM: the (N x N) map softmax(q^T k), applied to v
     m = randomize(PAM(C)).double()
-    seen = record(m, GATES['pam'])
+    seen = record(m, ('query', 'key', 'value'))
     y = m(x)
     q, k, v = (seen[t].flatten(2) for t in ('query', 'key', 'value'))  # [B, C', N]
     a = torch.softmax(torch.einsum('bci,bcj->bij', q, k), dim=-1)  # [B, N, N]
@@ -783,7 +766,7 @@ def test_context_maps_from_hooked_tensors():
 
     # non-local: softmax(theta^T phi / sqrt(Ci)) applied to g, then W_z and the norm
     m = randomize(NonLocal(C)).double().eval()
-    seen = record(m, GATES['nonlocal'])
+    seen = record(m, ('theta', 'phi', 'g'))
     y = m(x)
     theta, phi, g = (seen[t].flatten(2) for t in ('theta', 'phi', 'g'))  # [B, Ci, N]
     a = torch.softmax(torch.einsum('bci,bcj->bij', theta, phi) / math.sqrt(C // 2), dim=-1)  # [B, N, N]
@@ -802,9 +785,9 @@ def test_context_maps_from_hooked_tensors():
 
     # criss-cross, one pass: per pixel, a distribution over its column and row (itself once)
     m = randomize(CrissCross(C, recurrence=1)).double()
-    seen = record(m, GATES['criss_cross'])
+    seen = record(m, ('query', 'key', 'value'))
     y = m(x)
-    q, k, v = (seen[t] for t in ('cca.query', 'cca.key', 'cca.value'))
+    q, k, v = (seen[t] for t in ('query', 'key', 'value'))
     out = torch.zeros_like(x)
     for i in range(5):
         for j in range(6):
@@ -814,7 +797,7 @@ def test_context_maps_from_hooked_tensors():
             a = torch.softmax(logits, dim=-1)
             check_rows(a)
             out[:, :, i, j] = torch.einsum('bn,bcn->bc', a, v[:, :, mask])
-    torch.testing.assert_close(y, m.cca.gamma * out + x)
+    torch.testing.assert_close(y, m.gamma * out + x)
 
 
 WIDTHS = (16, 32, 48, 64, 96, 128, 256, 512, 1024, 2048)

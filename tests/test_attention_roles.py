@@ -119,16 +119,16 @@ def test_head_bad_attention_errors():
 
 
 def test_head_with_criss_cross_is_ccnet_head():
-    # AttentionHead(attention='criss_cross') is CCHead: the R passes sit inside the module instead
-    # of in the head's loop, with the same weights under the key prefix 'context.cca.'.
+    # CCHead is a preset of AttentionHead(attention='criss_cross'): one class, the R passes inside
+    # the module, the same state-dict keys.
     torch.manual_seed(0)
     cc = MODELS.build(dict(type='CCHead', in_channels=24, channels=32, num_classes=3, recurrence=3,
                            reduction=4))
     head = AttentionHead(24, 32, 3, attention=dict(type='criss_cross', recurrence=3, reduction=4))
-    assert head.repeats == 1 and cc.repeats == 3
+    assert type(cc) is AttentionHead and cc.context.recurrence == head.context.recurrence == 3
     with torch.no_grad():
         cc.context.gamma.fill_(0.5)  # non-zero, so the attention counts
-    state = {k.replace('context.', 'context.cca.', 1): v for k, v in cc.state_dict().items()}
+    state = cc.state_dict()
     assert set(state) == set(head.state_dict())
     head.load_state_dict(state)
     cc.eval()

@@ -94,7 +94,7 @@ def test_head_contract(head):
 def test_cchead_recurrence_shares_weights(recurrence):
     head = MODELS.build(dict(type='CCHead', in_channels=16, channels=16, num_classes=3, recurrence=recurrence))
     calls = []
-    head.context.register_forward_hook(lambda *a: calls.append(1))
+    head.context.query.register_forward_hook(lambda *a: calls.append(1))  # once per pass
     head([torch.randn(1, 16, 6, 6)])
     assert len(calls) == recurrence
     n_single = sum(p.numel() for p in MODELS.build(dict(
@@ -216,10 +216,10 @@ def test_segmentor_supervises_every_head_output():
 
 @pytest.mark.parametrize('mode', ['embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'])
 def test_non_local_modes_match_their_formula(mode):
-    from seg.models.blocks import NonLocal2d
+    from seg.models.attention import NonLocal
 
     torch.manual_seed(0)
-    block = NonLocal2d(8, reduction=2, mode=mode, norm='none', query_chunk=5).double()
+    block = NonLocal(8, reduction=2, mode=mode, norm='none', query_chunk=5).double()
     nn.init.normal_(block.conv_out.weight)  # the zero init would hide the attention
     x = torch.randn(2, 8, 3, 4, dtype=torch.float64)
     n = 12
@@ -243,10 +243,10 @@ def test_non_local_modes_match_their_formula(mode):
 
 
 def test_non_local_starts_as_identity():
-    from seg.models.blocks import NonLocal2d
+    from seg.models.attention import NonLocal
 
-    block = NonLocal2d(8).eval()
+    block = NonLocal(8).eval()
     x = torch.randn(1, 8, 4, 4)
     assert torch.allclose(block(x), x)
     with pytest.raises(ValueError, match='mode'):
-        NonLocal2d(8, mode='cosine')
+        NonLocal(8, mode='cosine')

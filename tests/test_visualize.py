@@ -1,13 +1,17 @@
-"""Attention heatmaps (weights recomputed from hooked q / k equal the ops), tools/visualize_attention.py,
-tools/plot_logs.py and tools/eval.py --plots, on a tiny CCNet trained for a few steps."""
-import importlib.util
+"""Attention heatmaps (weights recomputed from hooked q / k equal the ops), the visualiser, training
+curves and evaluation plots, on a tiny CCNet trained for a few steps."""
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+
+from seg.models.attention import list_attention
 
 from .conftest import ROOT
 
@@ -32,11 +36,9 @@ default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
 """
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, f'{ROOT}/tools/{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run_tool(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _png(path, shape=None):
@@ -64,8 +66,10 @@ def tiny_run(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- attention math
 def test_criss_cross_pixel_weights_times_values_equal_the_op():
-    from seg.ops import criss_cross_attention, criss_cross_attention_lse, criss_cross_attention_reference
-    from seg.visualization.attention import (
+    from seg.ops import (
+        criss_cross_attention,
+        criss_cross_attention_lse,
+        criss_cross_attention_reference,
         criss_cross_pixel_map,
         criss_cross_pixel_weights,
         criss_cross_positions,
@@ -84,7 +88,7 @@ def test_criss_cross_pixel_weights_times_values_equal_the_op():
     for i, j in ((0, 0), (2, 3), (4, 6), (1, 5)):
         weights = criss_cross_pixel_weights(q, k, i, j)  # [B, H + W - 1]
         ys, xs = criss_cross_positions(h, w, i, j)
-        values = v[:, :, torch.from_numpy(ys), torch.from_numpy(xs)]  # [B, Cv, H + W - 1]
+        values = v[:, :, ys, xs]  # [B, Cv, H + W - 1]
         torch.testing.assert_close(torch.einsum('bn,bcn->bc', weights, values), out[:, :, i, j],
                                    rtol=1e-5, atol=1e-6)
         # The laid-out map and the all-pixel weights say the same.
@@ -101,11 +105,7 @@ def test_criss_cross_pixel_weights_times_values_equal_the_op():
 
 
 def test_effective_map_is_the_composition_of_the_passes():
-    from seg.visualization.attention import (
-        criss_cross_effective_map,
-        criss_cross_pixel_map,
-        criss_cross_weights,
-    )
+    from seg.ops import criss_cross_effective_map, criss_cross_pixel_map, criss_cross_weights
 
     g = torch.Generator().manual_seed(1)
     h, w = 4, 6
@@ -131,11 +131,13 @@ def test_effective_map_is_the_composition_of_the_passes():
 
 
 def test_position_nonlocal_and_channel_rows_equal_the_ops():
-    from seg.models.blocks import NonLocal2d
-    from seg.ops import channel_attention, position_attention
-    from seg.visualization.attention import (
-        channel_attention_matrix,
-        nonlocal_attention_row,
+    from seg.models.attention import CAM, NonLocal
+    from seg.ops import (
+        channel_attention,
+        channel_attention_weights,
+        concatenation_attention,
+        dot_product_attention,
+        position_attention,
         position_attention_row,
     )
 
@@ -148,7 +150,7 @@ def test_position_nonlocal_and_channel_rows_equal_the_ops():
 
     x = torch.randn(1, 8, 5, 6, generator=g)
     for mode in ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'):
-        block = NonLocal2d(8, reduction=2, mode=mode).eval()
+        block = NonLocal(8, reduction=2, mode=mode).eval()
         with torch.no_grad():
             gx = block.g(x)  # [1, Ci, H, W]
             if mode == 'gaussian':
@@ -156,14 +158,15 @@ def test_position_nonlocal_and_channel_rows_equal_the_ops():
             elif mode == 'embedded_gaussian':
                 y = position_attention(block.theta(x), block.phi(x), gx, scale=block.inter ** -0.5)
             elif mode == 'dot_product':
-                y = block._dot_product(block.theta(x), block.phi(x), gx)
+                y = dot_product_attention(block.theta(x), block.phi(x), gx)
             else:
-                y = block._concatenation(block.theta(x), block.phi(x), gx)
-            row = nonlocal_attention_row(block, x, 2, 3)  # [1, H, W]
-        torch.testing.assert_close(torch.einsum('bhw,bchw->bc', row, gx), y[:, :, 2, 3], rtol=1e-4, atol=1e-6)
+                y = concatenation_attention(block.theta(x), block.phi(x), gx, block.concat_project.weight.view(2, -1))
+            row = block.maps({'': [x]}, lambda h, w: (2, 3))[''].values  # [H, W]: what the visualiser draws
+        torch.testing.assert_close(torch.einsum('hw,bchw->bc', row, gx), y[:, :, 2, 3], rtol=1e-4, atol=1e-6)
 
-    a = channel_attention_matrix(x)  # [1, C, C]
+    a = channel_attention_weights(x)  # [1, C, C]
     torch.testing.assert_close(torch.einsum('bcd,bdhw->bchw', a, x), channel_attention(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(CAM(8).maps({'': [x]})['channels'].values, a[0].mean(dim=0))
 
 
 # ---------------------------------------------------------------------------------------- tools
@@ -171,24 +174,24 @@ def test_visualize_attention_tool_on_trained_ccnet(tiny_run, tmp_path):
     out = tmp_path / 'viz'
     image = cv2.imread(str(tiny_run['image']))
     h, w = image.shape[:2]
-    assert _tool('visualize_attention').main(['--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
-                                              '--points', '10,20', '50,8', '--class-id', 'road',
-                                              '--out', str(out)]) == 0
+    proc = _run_tool('tools/visualize_attention.py', '--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
+                     '--points', '10,20', '50,8', '--class-id', 'road', '--out', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     for x, y in ((10, 20), (50, 8)):
         for kind in ('pass1', 'pass2', 'effective-R2'):
-            _png(out / f'00001_cc_decode_head-context_{kind}_x{x}_y{y}.png', (h, w))
+            _png(out / f'00001_criss_cross_decode_head-context_{kind}_x{x}_y{y}.png', (h, w))
     _png(out / '00001_gradcam_road.png', (h, w))
     _png(out / '00001_prediction.png', (h, 2 * w + 4))
     manifest = json.loads((out / '00001_attention.json').read_text())
     by_file = {f['file']: f for f in manifest['files']}
-    pass1 = by_file['00001_cc_decode_head-context_pass1_x10_y20.png']
-    effective = by_file['00001_cc_decode_head-context_effective-R2_x10_y20.png']
+    pass1 = by_file['00001_criss_cross_decode_head-context_pass1_x10_y20.png']
+    effective = by_file['00001_criss_cross_decode_head-context_effective-R2_x10_y20.png']
     # True resolution of the module: the 32x64 image at output stride 8.
     assert pass1['resolution'] == [4, 8] and pass1['feature_pixel'] == [2, 1]
     assert pass1['min'] == 0.0 and effective['min'] > 0.0  # one pass: the cross only; two: everywhere
-    with pytest.raises(ValueError, match='outside'):
-        _tool('visualize_attention').main(['--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
-                                           '--points', f'{w},0', '--out', str(out)])
+    proc = _run_tool('tools/visualize_attention.py', '--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
+                     '--points', f'{w},0', '--out', str(out))
+    assert proc.returncode != 0 and 'outside' in proc.stderr
 
 
 @pytest.mark.parametrize('decode_head, backbone_attention, expected', [
@@ -197,17 +200,18 @@ def test_visualize_attention_tool_on_trained_ccnet(tiny_run, tmp_path):
      + [f'cbam_backbone-layer4-{b}-se_{m}' for b in (0, 1) for m in ('channels', 'spatial')]),
     (dict(type='NLHead'), None, ['nonlocal_decode_head-context_x20_y12']),
     (dict(type='AttentionHead', attention=dict(type='criss_cross', reduction=4)), None,
-     [f'cc_decode_head-context-cca_{k}_x20_y12' for k in ('pass1', 'pass2', 'effective-R2')]),
+     [f'criss_cross_decode_head-context_{k}_x20_y12' for k in ('pass1', 'pass2', 'effective-R2')]),
     (dict(type='AttentionHead', attention=dict(type='se', reduction=2)), None, ['se_decode_head-context_channels']),
     (dict(type='AttentionHead', attention=dict(type='eca')), None, ['eca_decode_head-context_channels']),
     (dict(type='AttentionHead', attention=dict(type='coord')), None, ['coord_decode_head-context_spatial']),
-    (dict(type='AttentionHead', attention=dict(type='gam', rate=2)), None, ['gam_decode_head-context_spatial']),
+    (dict(type='AttentionHead', attention=dict(type='gam', rate=2)), None,
+     ['gam_decode_head-context_channels', 'gam_decode_head-context_spatial']),
     (dict(type='AttentionHead', attention=dict(type='simam')), None, ['simam_decode_head-context_spatial']),
 ])
 def test_visualize_every_supported_module(tiny_run, tmp_path, decode_head, backbone_attention, expected):
     """The checkpoint's model decides which maps are drawn (weights straight from the model, not trained)."""
     from seg.apis.model_io import build_model
-    from seg.visualization.attention import visualize_attention
+    from seg.apis.visualize import visualize_attention
 
     cfg = Config.fromfile(str(tiny_run['config']))
     cfg.model.decode_head = dict(decode_head, in_channels=16, channels=8, num_classes=9, in_index=3)
@@ -227,19 +231,44 @@ def test_visualize_every_supported_module(tiny_run, tmp_path, decode_head, backb
     assert result['gradcam'] and result['prediction']
 
 
+@pytest.mark.parametrize('name', list_attention())
+def test_every_module_of_the_zoo_is_drawn(tiny_run, tmp_path, name):
+    """Read from the modules' declarations: a module added to the zoo is drawn with no change here."""
+    from seg.apis.model_io import build_model
+    from seg.apis.visualize import visualize_attention
+
+    cfg = Config.fromfile(str(tiny_run['config']))
+    cfg.model.decode_head = dict(type='AttentionHead', attention=dict(type=name), in_channels=16, channels=16,
+                                 num_classes=9, in_index=3)
+    ckpt = tmp_path / 'model.pth'
+    torch.save(dict(state_dict=build_model(cfg).state_dict(), meta=dict(cfg=cfg.to_dict())), ckpt)
+    result = visualize_attention(str(ckpt), str(tiny_run['image']), str(tmp_path / 'viz'), points=[(20, 12)],
+                                 device='cpu', with_grad_cam=False)
+    drawn = [os.path.basename(p) for p in result['attention']]
+    prefix = f'00001_{name}_decode_head-context'
+    if name == 'dual':  # its maps are those of its PAM and CAM
+        assert {f'00001_pam_decode_head-context-pam_x20_y12.png',
+                f'00001_cam_decode_head-context-cam_channels.png'} <= set(drawn)
+    else:
+        assert drawn and all(p.startswith(prefix) for p in drawn), drawn
+    for path in result['attention']:
+        _png(path)
+
+
 def test_plot_logs_and_eval_plots(tiny_run, tmp_path):
-    assert _tool('plot_logs').main([str(tiny_run['work']), '--out', str(tmp_path / 'curves')]) == 0
+    proc = _run_tool('tools/plot_logs.py', str(tiny_run['work']), '--out', str(tmp_path / 'curves'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ('loss', 'lr', 'miou'):
         _png(tmp_path / 'curves' / f'{name}.png')
-    from seg.visualization.plots import load_scalars
+    from seg.apis import evaluate
+    from seg.visualization.plots import load_scalars, plot_training_curves
 
     train, val = load_scalars(str(tiny_run['work']))
     assert [e['step'] for e in train] == [1, 2, 3, 4] and [e['step'] for e in val] == [2, 4]
 
-    _tool('eval').main(['--ckpt', tiny_run['ckpt'], '--plots', str(tmp_path / 'plots'),
-                        '--out', str(tmp_path / 'm.json')])
+    evaluate(tiny_run['ckpt'], plots=str(tmp_path / 'plots'), out=str(tmp_path / 'm.json'), num_workers=0)
     cm = _png(tmp_path / 'plots' / 'confusion_matrix.png')
     _png(tmp_path / 'plots' / 'per_class_iou.png')
     assert cm.shape[0] >= 300 and cm.shape[1] >= 300
     with pytest.raises(FileNotFoundError, match='scalars.json'):
-        _tool('plot_logs').main([str(tmp_path / 'plots')])
+        plot_training_curves(str(tmp_path / 'plots'), str(tmp_path / 'nope'))

@@ -2,10 +2,10 @@
 
 python tools/visualize_attention.py --ckpt CKPT --image IMG [--points x,y ...] [--class-id ID_OR_NAME] --out DIR
 
-Writes PNGs for whichever modules the model contains: criss-cross weights of each point after each
-pass and their composition over the R passes (CCNet), the point's attention row (PAM, non-local),
-channel-weight bar charts (CAM, SE, ECA, CBAM), spatial gates (CBAM, Coordinate Attention, GAM,
-SimAM), Grad-CAM of a class, and the prediction overlay beside the image; <stem>_attention.json says
+Writes PNGs for whichever attention modules the model contains (every module of the zoo declares
+its maps): criss-cross weights of each point after each pass and their composition over the R
+passes, the point's attention row (PAM, non-local), channel and branch weight bar charts, spatial
+gates, Grad-CAM of a class, and the prediction overlay beside the image; <stem>_attention.json says
 what each file shows. Points are pixels (x, y) of the original image (default: its centre).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seg.visualization.attention import parse_point, visualize_attention
+from seg.apis.visualize import parse_point, visualize_attention
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = visualize_attention(args.ckpt, args.image, args.out, points=args.points, class_id=args.class_id,
                                  config=args.config, device=args.device, top=args.top, alpha=args.alpha,
-                                 cam_layers=args.cam_layers, grad_cam=not args.no_grad_cam)
+                                 layers=args.cam_layers, with_grad_cam=not args.no_grad_cam)
     files = [p for paths in result.values() for p in paths]
     print(f'wrote {len(files)} file(s) to {args.out}:')
     for path in files:

@@ -1,125 +1,21 @@
 """Cost of a segmentor: parameters, FLOPs, latency and peak memory of one forward (and backward) pass.
 
-No paper. FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``, which counts the
-matrix products (convolutions, ``mm`` / ``bmm`` / ``baddbmm``, einsums lowered to them, fused
-attention; the CPU flash-attention kernel is added here, the counter only knows the CUDA ones) at
-2 FLOPs per multiply-add and nothing else: norms, activations, softmax, pooling, bias additions
-and interpolation count 0.
-
-Peak memory:
-
-* CUDA: ``torch.cuda.max_memory_allocated`` over the pass (it includes the weights and the input);
-* CPU: PyTorch has no allocator statistics on CPU, so :class:`TensorMemoryTracker` (a
-  ``TorchDispatchMode``) adds up the bytes of every tensor storage an operator creates, subtracts
-  them when the storage is freed, and keeps the maximum; the weights, buffers and input present
-  before the pass are added to it. Scratch memory an operator uses inside its kernel and frees
-  before returning is not seen, so this is a lower bound of what the allocator holds.
+No paper. Every number comes from :mod:`seg.analysis.measure` (FLOPs with the fused attention
+kernels, peak memory on CPU and CUDA, latency with warm-up and synchronisation); the weights and
+the input present before a pass are added to its peak, so CPU and CUDA peaks mean the same thing.
 """
 from __future__ import annotations
 
-import functools
+import gc
 import statistics
-import time
-import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-__all__ = ['CostReport', 'TensorMemoryTracker', 'count_flops', 'count_parameters', 'measure_pass',
-           'profile_segmentor', 'random_samples']
+from .measure import MEMORY_METHODS, count_flops, count_parameters, peak_memory, time_call
 
-MEMORY_METHODS = {
-    'cuda': 'torch.cuda.max_memory_allocated',
-    'cpu': 'live tensor storages tracked by a TorchDispatchMode, plus weights and input',
-}
-
-
-def count_parameters(module: nn.Module | None) -> int:
-    """Number of parameter elements of ``module`` (0 for ``None``), shared parameters counted once."""
-    if module is None:
-        return 0
-    return sum(p.numel() for p in module.parameters())
-
-
-def _cpu_flash_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    """The CPU flash-attention kernel's forward: same count as the CUDA kernels FlopCounterMode knows."""
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _cpu_flash_sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args,
-                                   out_shape=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
-# FlopCounterMode has formulas for the CUDA attention kernels only; without these the CPU flash kernel
-# (which position_attention's SDPA path runs on CPU) would count 0.
-_EXTRA_FLOP_FORMULAS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_sdpa_flops,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_sdpa_backward_flops,
-}
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them (2 per multiply-add), the CPU
-    flash-attention kernel included."""
-    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-class TensorMemoryTracker(TorchDispatchMode):
-    """Live and peak bytes of the tensor storages created by operators inside the ``with`` block.
-
-    Storages registered with :meth:`ignore` (weights, inputs) are not counted. Every storage an
-    operator returns is counted once when first seen and released when PyTorch frees it (a
-    weak reference's callback), so ``peak`` is the largest sum of simultaneously live new
-    storages. Works on any device; used for CPU, where PyTorch keeps no allocator statistics.
-
-    Attributes:
-        live: bytes currently alive.
-        peak: the maximum of ``live`` since the block started.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._refs: dict[int, weakref.ref] = {}
-
-    def ignore(self, *tensors: Tensor) -> None:
-        """Mark the storages of ``tensors`` as already present (never counted)."""
-        for t in tensors:
-            if isinstance(t, Tensor):
-                st = t.untyped_storage()
-                self._refs[id(st)] = weakref.ref(st)
-
-    def _release(self, key: int, nbytes: int, ref: weakref.ref) -> None:
-        if self._refs.get(key) is ref:
-            del self._refs[key]
-        self.live -= nbytes
-
-    def _track(self, t: Tensor) -> None:
-        st = t.untyped_storage()
-        key = id(st)
-        known = self._refs.get(key)
-        if known is not None and known() is st:
-            return
-        nbytes = st.nbytes()
-        self._refs[key] = weakref.ref(st, functools.partial(self._release, key, nbytes))
-        self.live += nbytes
-        self.peak = max(self.peak, self.live)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for leaf in tree_leaves(out):
-            if isinstance(leaf, Tensor) and not leaf.is_meta:
-                self._track(leaf)
-        return out
+__all__ = ['CostReport', 'measure_pass', 'profile_segmentor', 'random_samples']
 
 
 def random_samples(batch: int, size: tuple[int, int], num_classes: int, device: torch.device,
@@ -134,11 +30,6 @@ def random_samples(batch: int, size: tuple[int, int], num_classes: int, device: 
     inputs = torch.randn(batch, 3, h, w, generator=gen).to(device)  # [B, 3, H, W]
     labels = torch.randint(0, num_classes, (batch, h, w), generator=gen).to(device)  # [B, H, W]
     return inputs, [dict(gt_sem_seg=labels[i]) for i in range(batch)]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def _step(model: nn.Module, inputs: Tensor, samples: list[dict], train: bool) -> None:
@@ -167,40 +58,22 @@ def measure_pass(model: nn.Module, inputs: Tensor, samples: list[dict], train: b
         repeat: timed passes; the median is reported.
 
     Returns:
-        ``(median milliseconds, peak bytes)``; the peak is measured in one extra pass, apart from the
-        timed ones (the CPU tracker slows a pass down). See the module docstring for the method.
+        ``(median milliseconds, peak bytes)``: the peak of one extra pass (see
+        :func:`seg.analysis.measure.peak_memory`) plus the weights, buffers and input it found present.
 
     Raises:
         ValueError: if ``repeat`` < 1 or ``warmup`` < 0.
     """
-    if repeat < 1 or warmup < 0:
-        raise ValueError(f'repeat must be >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}')
     device = inputs.device
     model.train(train)
     model.zero_grad(set_to_none=True)
-    for _ in range(warmup):
-        _step(model, inputs, samples, train)
-    _sync(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        _step(model, inputs, samples, train)
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1000.0)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-        _step(model, inputs, samples, train)
-        _sync(device)
-        peak = int(torch.cuda.max_memory_allocated(device))
-    else:
-        present = [*model.parameters(), *model.buffers(), inputs, *(s['gt_sem_seg'] for s in samples)]
-        base = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in present}.values())
-        with TensorMemoryTracker() as tracker:
-            tracker.ignore(*present)
-            _step(model, inputs, samples, train)
-        peak = base + tracker.peak
+    times = time_call(lambda: _step(model, inputs, samples, train), device, warmup, repeat)
+    present = [*model.parameters(), *model.buffers(), inputs, *(s['gt_sem_seg'] for s in samples)]
+    base = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in present}.values())
+    gc.collect()
+    _, peak = peak_memory(lambda: _step(model, inputs, samples, train), device)
     model.eval()
-    return statistics.median(times), peak
+    return statistics.median(times) * 1000.0, base + peak
 
 
 @dataclass

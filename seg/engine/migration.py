@@ -11,7 +11,11 @@ from torch import Tensor
 
 __all__ = ['RENAMES', 'migrate_state_dict']
 
-RENAMES: list[tuple[str, str]] = []
+RENAMES: list[tuple[str, str]] = [
+    # Until 0.1.0 the recurrent criss-cross module wrapped one pass in a ``cca`` submodule; the
+    # module now holds its query / key / value / gamma itself.
+    (r'(^|\.)cca\.(query|key|value|gamma)\b', r'\1\2'),
+]
 """``(pattern, replacement)`` pairs, applied in order with :func:`re.sub` (first match wins)."""
 
 

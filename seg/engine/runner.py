@@ -30,7 +30,14 @@ from mmengine.runner.checkpoint import weights_to_cpu
 
 from seg.registry import RUNNERS
 
-from .checkpoint import from_plain, load_checkpoint, load_state_into, resume_candidates, save_checkpoint_file, to_plain
+from .checkpoint import (
+    from_plain,
+    load_checkpoint,
+    load_state_into,
+    resume_candidates,
+    save_checkpoint_file,
+    to_plain,
+)
 from .config_data import DATA_KEY, config_to_data
 from .rng import get_rng_state
 

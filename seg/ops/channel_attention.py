@@ -5,9 +5,10 @@ https://arxiv.org/abs/1809.02983
 
 With X the (C, N) matrix of a feature map's N = H * W pixels, E = X X^T (C x C),
 A = softmax(max(E) - E) along the last axis (max over that axis, as in DANet's code) and
-out = A X.  Since softmax is shift invariant per row, softmax(max(E) - E) = softmax(-E)
-exactly; the fast path uses that and skips the max and the subtraction.  The learnable gamma and
-the residual connection belong to the module, not to this op.
+out = A X.  The energies of real features are large (thousands), so the shifted form is computed
+literally, as DANet and mmsegmentation do: softmax(-E) is the same function, but it rounds
+differently by about one float32 step of E, which would be visible in the output.  The learnable
+gamma and the residual connection belong to the module, not to this op.
 """
 from __future__ import annotations
 
@@ -20,8 +21,27 @@ def _check(x: Tensor) -> None:
         raise ValueError(f'x must be (B, C, H, W), got shape {tuple(x.shape)}')
 
 
+def channel_attention_weights(x: Tensor) -> Tensor:
+    """The CAM weights ``softmax(max(E) - E)`` with ``E = X X^T`` over the pixels.
+
+    Args:
+        x: features, (B, C, H, W).
+
+    Returns:
+        (B, C, C), each row summing to 1: row c weighs the channels channel c gathers from.
+
+    Raises:
+        ValueError: if ``x`` is not 4-dimensional.
+    """
+    _check(x)
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, h * w)  # [B, C, N]
+    energy = torch.bmm(flat, flat.transpose(1, 2))  # [B, C, C]
+    return torch.softmax(energy.amax(dim=-1, keepdim=True) - energy, dim=-1)  # [B, C, C]
+
+
 def channel_attention(x: Tensor) -> Tensor:
-    """Channel attention, fast path: out = softmax(-X X^T) X.
+    """Channel attention: out = softmax(max(E) - E) X.
 
     Args:
         x: features, (B, C, H, W).
@@ -32,24 +52,23 @@ def channel_attention(x: Tensor) -> Tensor:
     Raises:
         ValueError: if ``x`` is not 4-dimensional.
     """
-    _check(x)
+    attn = channel_attention_weights(x)  # [B, C, C]
     b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w)  # [B, C, N]
-    energy = torch.bmm(flat, flat.transpose(1, 2))  # [B, C, C]
-    # Negate the small C x C matrix, not the (B, C, N) operands (an alpha=-1 in baddbmm would
-    # cost two extra (B, C, N) buffers in backward).
-    attn = torch.softmax(-energy, dim=-1)  # [B, C, C]
-    out = torch.bmm(attn, flat)  # [B, C, N]
+    out = torch.bmm(attn, x.reshape(b, c, h * w))  # [B, C, N]
     return out.reshape(b, c, h, w)  # [B, C, H, W]
 
 
 def channel_attention_reference(x: Tensor) -> Tensor:
-    """Channel attention written literally: softmax(max(E) - E) X with E = X X^T."""
+    """Channel attention written out channel by channel: for each c, the softmax of
+    ``max_d(E_cd) - E_c.`` over d, then the weighted sum of the channels."""
     _check(x)
     b, c, h, w = x.shape
     flat = x.reshape(b, c, h * w)  # [B, C, N]
-    energy = torch.bmm(flat, flat.transpose(1, 2))  # [B, C, C]
-    energy_new = energy.amax(dim=-1, keepdim=True) - energy  # [B, C, C]
-    attn = torch.softmax(energy_new, dim=-1)  # [B, C, C]
-    out = torch.bmm(attn, flat)  # [B, C, N]
+    out = torch.empty_like(flat)
+    for i in range(c):
+        energy = torch.einsum('bn,bdn->bd', flat[:, i], flat)  # [B, C]: channel i against every channel
+        shifted = energy.max(dim=1, keepdim=True).values - energy  # [B, C]
+        weights = torch.exp(shifted - shifted.max(dim=1, keepdim=True).values)  # [B, C]
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        out[:, i] = torch.einsum('bd,bdn->bn', weights, flat)  # [B, N]
     return out.reshape(b, c, h, w)  # [B, C, H, W]

@@ -38,6 +38,36 @@ def _check(q: Tensor, k: Tensor, v: Tensor) -> None:
                          f'{tuple(q.shape)}, got {tuple(v.shape)}')
 
 
+def criss_cross_weights(q: Tensor, k: Tensor) -> Tensor:
+    """Criss-cross attention weights of every pixel: one softmax over its column and its row.
+
+    Args:
+        q: queries, (B, Cqk, H, W).
+        k: keys, (B, Cqk, H, W).
+
+    Returns:
+        (B, H, W, H + W): for pixel (i, j), entries ``[:H]`` weigh the column pixels (y, j) (entry
+        i, the pixel itself, is 0: it is counted once, in the row) and entries ``[H:]`` the row
+        pixels (i, x). Each pixel's weights sum to 1.
+
+    Raises:
+        ValueError: if ``q`` and ``k`` are not 4-D tensors of equal shape.
+    """
+    if q.dim() != 4 or k.shape != q.shape:
+        raise ValueError(f'q and k must be (B, C, H, W) of equal shape, got {tuple(q.shape)} '
+                         f'and {tuple(k.shape)}')
+    h = q.shape[2]
+    # Column energies: pixel (i, j) against (y, j) for every y.  [B, H, W, H]
+    energy_h = torch.einsum('bciw,bcyw->biwy', q, k)
+    # The pixel itself appears in both its row and its column: drop it from the column.
+    diag = torch.eye(h, dtype=torch.bool, device=q.device).view(h, 1, h)  # [H, 1, H]
+    energy_h = energy_h.masked_fill(diag, float('-inf'))
+    # Row energies: pixel (i, j) against (i, x) for every x.  [B, H, W, W]
+    energy_w = torch.einsum('bchw,bchx->bhwx', q, k)
+    # One softmax over the H + W positions (the masked one gets weight 0).  [B, H, W, H+W]
+    return torch.softmax(torch.cat([energy_h, energy_w], dim=-1), dim=-1)
+
+
 def criss_cross_attention_einsum(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Criss-cross attention with one softmax over concatenated row and column energies.
 
@@ -55,15 +85,7 @@ def criss_cross_attention_einsum(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """
     _check(q, k, v)
     h = q.shape[2]
-    # Column energies: pixel (i, j) against (y, j) for every y.  [B, H, W, H]
-    energy_h = torch.einsum('bciw,bcyw->biwy', q, k)
-    # The pixel itself appears in both its row and its column: drop it from the column.
-    diag = torch.eye(h, dtype=torch.bool, device=q.device).view(h, 1, h)  # [H, 1, H]
-    energy_h = energy_h.masked_fill(diag, float('-inf'))
-    # Row energies: pixel (i, j) against (i, x) for every x.  [B, H, W, W]
-    energy_w = torch.einsum('bchw,bchx->bhwx', q, k)
-    # One softmax over the H + W positions (the masked one gets weight 0).  [B, H, W, H+W]
-    attn = torch.softmax(torch.cat([energy_h, energy_w], dim=-1), dim=-1)
+    attn = criss_cross_weights(q, k)  # [B, H, W, H+W]
     attn_h, attn_w = attn[..., :h], attn[..., h:]
     out = torch.einsum('biwy,bcyw->bciw', attn_h, v)  # [B, Cv, H, W]
     out = out + torch.einsum('bhwx,bchx->bchw', attn_w, v)  # [B, Cv, H, W]
@@ -190,3 +212,89 @@ def criss_cross_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """
     impl = CRISS_CROSS_IMPLS[CRISS_CROSS_BACKENDS.get(q.device.type, 'einsum')]
     return impl(q, k, v)
+
+
+# ---------------------------------------------------------------- the weights of one pixel, and of R passes
+def criss_cross_positions(h: int, w: int, i: int, j: int) -> tuple[Tensor, Tensor]:
+    """Rows and columns of the H + W - 1 pixels that pixel (i, j) attends to, in the order of
+    :func:`criss_cross_pixel_weights`: its column top to bottom (itself included), then its row
+    left to right without itself."""
+    ys = torch.cat([torch.arange(h), torch.full((w - 1,), i)])
+    xs = torch.cat([torch.full((h,), j), torch.arange(j), torch.arange(j + 1, w)])
+    return ys, xs
+
+
+def criss_cross_pixel_weights(q: Tensor, k: Tensor, i: int, j: int) -> Tensor:
+    """The H + W - 1 criss-cross weights of pixel (i, j), from its query only.
+
+    Returns:
+        (B, H + W - 1) weights over :func:`criss_cross_positions`, so that ``weights @ values`` at
+        those positions is the op's output at (i, j).
+
+    Raises:
+        ValueError: on bad shapes or a pixel outside the map.
+    """
+    if q.dim() != 4 or k.shape != q.shape:
+        raise ValueError(f'q and k must be (B, C, H, W) of equal shape, got {tuple(q.shape)} and {tuple(k.shape)}')
+    h, w = q.shape[-2:]
+    if not (0 <= i < h and 0 <= j < w):
+        raise ValueError(f'pixel (row {i}, col {j}) is outside the {h}x{w} map')
+    qp = q[:, :, i, j]  # [B, C]
+    col = torch.einsum('bc,bcy->by', qp, k[:, :, :, j])  # [B, H]
+    row = torch.einsum('bc,bcx->bx', qp, k[:, :, i, :])  # [B, W]
+    return torch.softmax(torch.cat([col, row[:, :j], row[:, j + 1:]], dim=1), dim=1)  # [B, H + W - 1]
+
+
+def criss_cross_pixel_map(q: Tensor, k: Tensor, i: int, j: int) -> Tensor:
+    """The criss-cross weights of pixel (i, j) laid out on the map: (B, H, W), zero off its cross."""
+    h, w = q.shape[-2:]
+    weights = criss_cross_pixel_weights(q, k, i, j)  # [B, H + W - 1]
+    ys, xs = criss_cross_positions(h, w, i, j)
+    out = weights.new_zeros(q.shape[0], h, w)  # [B, H, W]
+    out[:, ys, xs] = weights
+    return out
+
+
+def criss_cross_propagate(dist: Tensor, attn: Tensor) -> Tensor:
+    """``dist @ A`` for one criss-cross pass A given by :func:`criss_cross_weights`.
+
+    Args:
+        dist: (B, H, W) weights over the output pixels of the pass.
+        attn: (B, H, W, H + W) the pass's weights.
+
+    Returns:
+        (B, H, W): how much each input pixel of the pass contributes, ``sum_p dist[p] A[p, n]``.
+    """
+    h = dist.shape[1]
+    attn_col, attn_row = attn[..., :h], attn[..., h:]  # [B, H, W, H], [B, H, W, W]
+    out = torch.einsum('bij,bijy->byj', dist, attn_col)  # [B, H, W]: mass sent up / down the column
+    return out + torch.einsum('bij,bijx->bix', dist, attn_row)  # [B, H, W]: and along the row
+
+
+def criss_cross_effective_map(attns: list[Tensor], i: int, j: int) -> Tensor:
+    """Where the output of pixel (i, j) after R criss-cross passes draws from.
+
+    The row of ``A_R A_(R-1) ... A_1`` for the pixel (the composition of the passes' attention
+    matrices, last pass first; residual connections and value projections left out). At R = 1 it is
+    the pixel's cross, from R = 2 on it covers the whole map.
+
+    Args:
+        attns: per pass, in forward order, its (B, H, W, H + W) weights.
+        i, j: the pixel.
+
+    Returns:
+        (B, H, W) non-negative weights summing to 1.
+
+    Raises:
+        ValueError: if no pass is given or the pixel is outside the map.
+    """
+    if not attns:
+        raise ValueError('criss_cross_effective_map needs at least one pass')
+    b, h, w = attns[0].shape[:3]
+    if not (0 <= i < h and 0 <= j < w):
+        raise ValueError(f'pixel (row {i}, col {j}) is outside the {h}x{w} map')
+    dist = attns[0].new_zeros(b, h, w)  # [B, H, W]
+    dist[:, i, j] = 1.0
+    for attn in reversed(attns):
+        dist = criss_cross_propagate(dist, attn)
+    return dist

@@ -302,3 +302,27 @@ def position_attention(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0) -> T
     """
     impl = POSITION_ATTENTION_IMPLS[POSITION_ATTENTION_BACKENDS.get(q.device.type, 'chunked')]
     return impl(q, k, v, scale)
+
+
+def position_attention_row(q: Tensor, k: Tensor, i: int, j: int, scale: float = 1.0) -> Tensor:
+    """Pixel (i, j)'s row of the attention matrix ``softmax_n(scale * q_p . k_n)``, as a map.
+
+    Args:
+        q: queries, (B, Cqk, H, W).
+        k: keys, (B, Cqk, H, W).
+        i, j: the pixel.
+        scale: factor on the logits (1 for DANet's PAM, 1 / sqrt(Cqk) for non-local).
+
+    Returns:
+        (B, H, W) weights summing to 1: how much pixel (i, j) draws from every pixel.
+
+    Raises:
+        ValueError: on bad shapes or a pixel outside the map.
+    """
+    if q.dim() != 4 or q.shape != k.shape:
+        raise ValueError(f'q and k must be (B, C, H, W) of equal shape, got {tuple(q.shape)} and {tuple(k.shape)}')
+    b, _, h, w = q.shape
+    if not (0 <= i < h and 0 <= j < w):
+        raise ValueError(f'pixel (row {i}, col {j}) is outside the {h}x{w} map')
+    logits = torch.einsum('bc,bcn->bn', q[:, :, i, j], k.flatten(2)) * scale  # [B, N]
+    return torch.softmax(logits, dim=1).reshape(b, h, w)  # [B, H, W]

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ['channel_bar_chart', 'load_scalars', 'plot_confusion_matrix', 'plot_per_class_iou',
+__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_confusion_matrix', 'plot_per_class_iou',
            'plot_training_curves', 'plot_tradeoff']
 
 
@@ -172,6 +172,34 @@ def channel_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str 
     ax.set_xlabel('channel')
     ax.set_ylabel(ylabel)
     ax.set_title(f'{title}\n(top {len(order)} of {w.size}; mean {w.mean():.3f}, min {w.min():.3f})', fontsize=9)
+    ax.grid(True, axis='y', alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def branch_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str = 'branch weights') -> str:
+    """Grouped bars of per-branch channel weights (M, C): for the ``top`` channels whose weights vary
+    most across the branches, one bar per branch.
+
+    Raises:
+        ValueError: if ``weights`` is not a non-empty 2-D array or ``top`` < 1.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.size == 0 or top < 1:
+        raise ValueError(f'weights must be a non-empty (M, C) array and top >= 1, got shape {w.shape}, top={top}')
+    m = w.shape[0]
+    order = np.argsort(-(w.max(axis=0) - w.min(axis=0)), kind='stable')[:top]
+    fig = _figure(max(5.0, 0.45 * len(order) + 2.0), 3.6)
+    ax = fig.add_subplot()
+    width = 0.8 / m
+    for b in range(m):
+        ax.bar(np.arange(len(order)) + (b - (m - 1) / 2) * width, w[b, order], width=width, label=f'branch {b}')
+    ax.set_xticks(range(len(order)), [str(i) for i in order], rotation=90, fontsize=7)
+    ax.set_xlabel('channel')
+    ax.set_ylabel('weight')
+    ax.set_title(f'{title}\n({len(order)} of {w.shape[1]} channels, those the branches weigh most differently)',
+                 fontsize=9)
+    ax.legend(fontsize=7)
     ax.grid(True, axis='y', alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

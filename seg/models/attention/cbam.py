@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionModule, check_input, check_int, check_reduction
 
 
 class ChannelGate(nn.Module):
@@ -60,7 +60,7 @@ class SpatialGate(nn.Module):
 
 
 @ATTENTION.register_module(name='cbam')
-class CBAM(nn.Module):
+class CBAM(AttentionModule):
     """Convolutional block attention: channel gate, then spatial gate.
 
     Args:
@@ -72,13 +72,16 @@ class CBAM(nn.Module):
     ``channel_gate`` (B, C, 1, 1) and ``spatial_gate`` (B, 1, H, W).
     """
 
+    attention_maps = {'channel_gate': 'channel', 'spatial_gate': 'spatial'}
+
+    @classmethod
+    def param_count(cls, channels: int, reduction: int = 16, spatial_kernel: int = 7) -> int:
+        return 2 * channels * (channels // reduction) + 2 * spatial_kernel ** 2
+
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7) -> None:
         super().__init__()
         self.channels = check_int('CBAM', 'channels', channels)
-        check_int('CBAM', 'reduction', reduction)
-        if reduction > channels:
-            raise ValueError(f'CBAM: reduction must be <= channels so that channels // reduction >= 1, '
-                             f'got reduction={reduction} for channels={channels}')
+        check_reduction('CBAM', channels, reduction)
         check_int('CBAM', 'spatial_kernel', spatial_kernel)
         if spatial_kernel % 2 == 0:
             raise ValueError(f'CBAM: spatial_kernel must be odd (same-size padding k // 2), '

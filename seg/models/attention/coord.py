@@ -14,11 +14,11 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionMap, AttentionModule, check_input, check_int
 
 
 @ATTENTION.register_module(name='coord')
-class CoordAttention(nn.Module):
+class CoordAttention(AttentionModule):
     """Coordinate attention.
 
     Args:
@@ -31,6 +31,20 @@ class CoordAttention(nn.Module):
     convs with bias). The gates are the outputs of the submodules ``gate_h`` (B, C, H, 1) and
     ``gate_w`` (B, C, 1, W).
     """
+
+    attention_maps = {'gate_h': 'spatial', 'gate_w': 'spatial'}
+
+    @classmethod
+    def param_count(cls, channels: int, reduction: int = 32, min_channels: int = 8) -> int:
+        mid = max(min_channels, channels // reduction)
+        return (channels * mid + mid) + 2 * mid + 2 * (mid * channels + channels)
+
+    def maps(self, records, locate=None):
+        """One spatial map: the product of the row and column gates, averaged over the channels."""
+        if not records.get('gate_h') or not records.get('gate_w'):
+            return {}
+        product = (records['gate_h'][-1][0] * records['gate_w'][-1][0]).mean(dim=0)  # [H, W]
+        return {'spatial': AttentionMap('spatial', product, 'row gate x column gate, mean over channels')}
 
     def __init__(self, channels: int, reduction: int = 32, min_channels: int = 8) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int, check_positive
+from .base import AttentionModule, check_input, check_int, check_positive
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
@@ -34,7 +34,7 @@ def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
 
 
 @ATTENTION.register_module(name='eca')
-class ECA(nn.Module):
+class ECA(AttentionModule):
     """Efficient channel attention.
 
     Args:
@@ -46,6 +46,12 @@ class ECA(nn.Module):
 
     Parameters: ``k``. The channel weights are the output of the submodule ``gate``.
     """
+
+    attention_maps = {'gate': 'channel'}
+
+    @classmethod
+    def param_count(cls, channels: int, kernel_size: int | None = None, gamma: float = 2.0, b: float = 1.0) -> int:
+        return kernel_size if kernel_size is not None else eca_kernel_size(channels, gamma, b)
 
     def __init__(self, channels: int, kernel_size: int | None = None, gamma: float = 2.0,
                  b: float = 1.0) -> None:

@@ -1,78 +1,18 @@
-"""One interface to the attention zoo: build a module by name or config, list the names.
-
-Also holds the argument and input checks every module of the zoo shares, so that an
-impossible option fails the same way everywhere: a ``ValueError`` naming the module, the
-option, the value and the constraint.
-"""
+"""One interface to the attention zoo: build a module by name or config, list the names."""
 from __future__ import annotations
 
 import inspect
 from typing import Any, Union
 
-from torch import Tensor, nn
+from torch import nn
 
 from seg.registry import ATTENTION
 
-__all__ = ['build_attention', 'list_attention', 'check_int', 'check_positive', 'check_input']
-
-
-def check_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
-    """Check that an option is an integer (not a bool) of at least ``minimum``.
-
-    Args:
-        owner: the module's name, for the message.
-        name: the option's name.
-        value: the value given.
-        minimum: the smallest valid value.
-
-    Returns:
-        ``value`` as an ``int``.
-
-    Raises:
-        ValueError: ``value`` is not an integer or is below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{owner}: {name} must be an integer >= {minimum}, got {value!r}')
-    return int(value)
-
-
-def check_positive(owner: str, name: str, value: Any) -> float:
-    """Check that an option is a real number > 0.
-
-    Args:
-        owner: the module's name, for the message.
-        name: the option's name.
-        value: the value given.
-
-    Returns:
-        ``value`` as a ``float``.
-
-    Raises:
-        ValueError: ``value`` is not a number or is not > 0.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f'{owner}: {name} must be a number > 0, got {value!r}')
-    return float(value)
-
-
-def check_input(owner: str, x: Tensor, channels: int) -> None:
-    """Check that a forward input is (B, channels, H, W) with B, H, W >= 1.
-
-    Args:
-        owner: the module's name, for the message.
-        x: the input.
-        channels: the channel count the module was built for.
-
-    Raises:
-        ValueError: ``x`` has another rank, channel count or an empty dimension.
-    """
-    if x.dim() != 4 or x.shape[1] != channels or x.numel() == 0:
-        raise ValueError(f'{owner} expects a non-empty (B, {channels}, H, W) tensor, '
-                         f'got shape {tuple(x.shape)}')
+__all__ = ['build_attention', 'list_attention']
 
 
 def list_attention() -> list[str]:
-    """Names of all registered attention modules, sorted (e.g. ``['cbam', 'coord', ...]``)."""
+    """Names of all registered attention modules, sorted (e.g. ``['cam', 'cbam', 'coord', ...]``)."""
     ATTENTION.import_from_location()
     return sorted(ATTENTION.module_dict)
 

@@ -14,12 +14,12 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionModule, check_input, check_int
 from .shuffle import channel_shuffle
 
 
 @ATTENTION.register_module(name='gam')
-class GAM(nn.Module):
+class GAM(AttentionModule):
     """Global attention mechanism (channel MLP, then convolutional spatial attention).
 
     Args:
@@ -33,6 +33,15 @@ class GAM(nn.Module):
     convolutions) ``+ 2 C / r + 2 C`` (their BN). The maps are the outputs of the submodules
     ``channel_gate`` (B, C, H, W) and ``spatial_gate`` (B, C, H, W).
     """
+
+    attention_maps = {'channel_gate': 'channel', 'spatial_gate': 'spatial'}
+
+    @classmethod
+    def param_count(cls, channels: int, rate: int = 4, spatial_kernel: int = 7, groups: int = 1) -> int:
+        mid = channels // rate
+        mlp = 2 * channels * mid + mid + channels
+        convs = 2 * spatial_kernel ** 2 * channels * mid // groups
+        return mlp + convs + 2 * mid + 2 * channels
 
     def __init__(self, channels: int, rate: int = 4, spatial_kernel: int = 7, groups: int = 1) -> None:
         super().__init__()

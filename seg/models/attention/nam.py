@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionModule, check_input, check_int
 
 
 def _scale_weights(bn: nn.BatchNorm2d) -> Tensor:
@@ -32,7 +32,7 @@ def _scale_weights(bn: nn.BatchNorm2d) -> Tensor:
 
 
 @ATTENTION.register_module(name='nam')
-class NAM(nn.Module):
+class NAM(AttentionModule):
     """Normalization-based attention.
 
     Args:
@@ -41,8 +41,14 @@ class NAM(nn.Module):
         spatial_size: (H, W) of the inputs; required with ``spatial`` (one scale factor per pixel).
 
     Parameters: ``2 C`` (the BN's affine pair), ``+ 2 H W`` with ``spatial``. The weights are the
-    outputs of the submodules ``channel_gate`` (B, C, H, W) and ``spatial_gate`` (B, H * W, C, 1).
+    outputs of the submodules ``channel_gate`` (B, C, H, W) and ``spatial_gate`` (B, C, H, W).
     """
+
+    attention_maps = {'channel_gate': 'channel', 'spatial_gate': 'spatial'}
+
+    @classmethod
+    def param_count(cls, channels: int, spatial: bool = False, spatial_size: Sequence[int] | None = None) -> int:
+        return 2 * channels + (2 * spatial_size[0] * spatial_size[1] if spatial else 0)
 
     def __init__(self, channels: int, spatial: bool = False,
                  spatial_size: Sequence[int] | None = None) -> None:
@@ -85,5 +91,5 @@ class NAM(nn.Module):
                              f'got {(h, w)}')
         pixels = x.flatten(2).transpose(1, 2).reshape(b, h * w, c, 1)  # [B, H*W, C, 1]: pixels as BN channels
         ws = _scale_weights(self.bn_spatial).view(1, h * w, 1, 1)  # [1, H*W, 1, 1]
-        gate = self.spatial_gate(self.bn_spatial(pixels) * ws)  # [B, H*W, C, 1]
-        return x * gate.reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w)  # [B, C, H, W]
+        logits = (self.bn_spatial(pixels) * ws).reshape(b, h * w, c).transpose(1, 2)  # [B, C, H*W]
+        return x * self.spatial_gate(logits.reshape(b, c, h, w))  # [B, C, H, W]

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionModule, check_input, check_int
 
 
 def _shift(x: Tensor, dim: int, step: int) -> Tensor:
@@ -79,7 +79,7 @@ class SplitAttention(nn.Module):
 
 
 @ATTENTION.register_module(name='s2mlpv2')
-class S2MLPv2(nn.Module):
+class S2MLPv2(AttentionModule):
     """Spatial-shift MLP block of S2-MLPv2 with split attention.
 
     Args:
@@ -89,6 +89,12 @@ class S2MLPv2(nn.Module):
     ``+ C^2 + C`` (projection) ``= 8 C^2 + 4 C``. The part weights (B, 3, C) are the output of the
     submodule ``split_attention.gate``.
     """
+
+    attention_maps = {'split_attention.gate': 'branch'}
+
+    @classmethod
+    def param_count(cls, channels: int) -> int:
+        return 8 * channels ** 2 + 4 * channels
 
     def __init__(self, channels: int) -> None:
         super().__init__()

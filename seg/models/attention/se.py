@@ -10,11 +10,11 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionModule, check_input, check_int, check_reduction
 
 
 @ATTENTION.register_module(name='se')
-class SE(nn.Module):
+class SE(AttentionModule):
     """Squeeze-and-excitation channel attention.
 
     Args:
@@ -25,13 +25,16 @@ class SE(nn.Module):
     The channel weights are the output of the submodule ``gate``.
     """
 
+    attention_maps = {'gate': 'channel'}
+
+    @classmethod
+    def param_count(cls, channels: int, reduction: int = 16) -> int:
+        return 2 * channels * (channels // reduction)
+
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         self.channels = check_int('SE', 'channels', channels)
-        self.reduction = check_int('SE', 'reduction', reduction)
-        if reduction > channels:
-            raise ValueError(f'SE: reduction must be <= channels so that channels // reduction >= 1, '
-                             f'got reduction={reduction} for channels={channels}')
+        self.reduction = check_reduction('SE', channels, reduction)
         hidden = channels // reduction
         self.fc1 = nn.Linear(channels, hidden, bias=False)
         self.act = nn.ReLU(inplace=True)

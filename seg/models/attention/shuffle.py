@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionModule, check_input, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
 
 
 @ATTENTION.register_module(name='shuffle')
-class ShuffleAttention(nn.Module):
+class ShuffleAttention(AttentionModule):
     """Shuffle attention.
 
     Args:
@@ -66,8 +66,15 @@ class ShuffleAttention(nn.Module):
             to 64 where 64 does not fit (see the module docstring).
 
     Parameters: ``3 * C / G``. The weights are the outputs of the submodules ``channel_gate``
-    (B * G, C / 2G, 1, 1) and ``spatial_gate`` (B * G, C / 2G, H, W).
+    (B, C / 2, 1, 1) and ``spatial_gate`` (B, C / 2, H, W): the half-channels of every group, group
+    after group.
     """
+
+    attention_maps = {'channel_gate': 'channel', 'spatial_gate': 'spatial'}
+
+    @classmethod
+    def param_count(cls, channels: int, groups: int | None = None) -> int:
+        return 3 * channels // (groups or default_groups(channels))
 
     def __init__(self, channels: int, groups: int | None = None) -> None:
         super().__init__()
@@ -100,7 +107,10 @@ class ShuffleAttention(nn.Module):
         b, c, h, w = x.shape
         x = x.reshape(b * self.groups, c // self.groups, h, w)  # [B*G, C/G, H, W]
         x0, x1 = x.chunk(2, dim=1)  # 2 x [B*G, C/2G, H, W]
-        xc = x0 * self.channel_gate(self.cweight * x0.mean(dim=(2, 3), keepdim=True) + self.cbias)
-        xs = x1 * self.spatial_gate(self.sweight * self.gn(x1) + self.sbias)
-        out = torch.cat([xc, xs], dim=1).reshape(b, c, h, w)  # [B, C, H, W]
+        # The gates see batch-first (B, C/2, ...) tensors, so that their outputs read as maps.
+        channel_logits = self.cweight * x0.mean(dim=(2, 3), keepdim=True) + self.cbias  # [B*G, C/2G, 1, 1]
+        wc = self.channel_gate(channel_logits.reshape(b, c // 2, 1, 1)).reshape(x0.shape[0], -1, 1, 1)
+        spatial_logits = self.sweight * self.gn(x1) + self.sbias  # [B*G, C/2G, H, W]
+        ws = self.spatial_gate(spatial_logits.reshape(b, c // 2, h, w)).reshape(x1.shape)
+        out = torch.cat([x0 * wc, x1 * ws], dim=1).reshape(b, c, h, w)  # [B, C, H, W]
         return channel_shuffle(out, 2)

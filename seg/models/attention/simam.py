@@ -16,11 +16,11 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int, check_positive
+from .base import AttentionModule, check_input, check_int, check_positive
 
 
 @ATTENTION.register_module(name='simam')
-class SimAM(nn.Module):
+class SimAM(AttentionModule):
     """Parameter-free, energy-based 3-D attention.
 
     Args:
@@ -30,6 +30,12 @@ class SimAM(nn.Module):
     The energy is computed in float32 for half-precision inputs. The weights ``sigmoid(1 / e)``
     (B, C, H, W) are the output of the submodule ``gate``.
     """
+
+    attention_maps = {'gate': 'spatial'}
+
+    @classmethod
+    def param_count(cls, channels: int | None = None, e_lambda: float = 1e-4) -> int:
+        return 0
 
     def __init__(self, channels: int | None = None, e_lambda: float = 1e-4) -> None:
         super().__init__()

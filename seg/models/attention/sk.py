@@ -17,11 +17,11 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int
+from .base import AttentionModule, check_input, check_int
 
 
 @ATTENTION.register_module(name='sk')
-class SK(nn.Module):
+class SK(AttentionModule):
     """Selective-kernel convolution (attention over branch kernel sizes).
 
     Args:
@@ -40,6 +40,17 @@ class SK(nn.Module):
     ``squeeze_norm`` is off) ``+ M * d * C``. The branch weights (B, M, C) are the output of
     the submodule ``gate``.
     """
+
+    attention_maps = {'gate': 'branch'}
+
+    @classmethod
+    def param_count(cls, channels: int, kernels: Sequence[int] = (3, 5), reduction: int = 16, min_dim: int = 32,
+                    groups: int = 1, dilated: bool = False, squeeze_norm: bool = True) -> int:
+        d = max(channels // reduction, min_dim)
+        sizes = [3 if dilated and k > 1 else k for k in kernels]
+        branches = sum(channels * (channels // groups) * k * k + 2 * channels for k in sizes)
+        squeeze = channels * d + (2 * d if squeeze_norm else d)
+        return branches + squeeze + len(kernels) * d * channels
 
     def __init__(self, channels: int, kernels: Sequence[int] = (3, 5), reduction: int = 16,
                  min_dim: int = 32, groups: int = 1, dilated: bool = False,

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from seg.registry import ATTENTION
 
-from .factory import check_input, check_int, check_positive
+from .base import AttentionModule, check_input, check_int, check_positive, check_reduction
 
 
 def covariance_pool(x: Tensor) -> Tensor:
@@ -66,7 +66,7 @@ def newton_schulz_sqrt(sigma: Tensor, iterations: int = 5, eps: float = 1e-5) ->
 
 
 @ATTENTION.register_module(name='soca')
-class SOCA(nn.Module):
+class SOCA(AttentionModule):
     """Second-order channel attention.
 
     Args:
@@ -79,13 +79,17 @@ class SOCA(nn.Module):
     weights (B, C, 1, 1) are the output of the submodule ``gate``.
     """
 
+    attention_maps = {'gate': 'channel'}
+
+    @classmethod
+    def param_count(cls, channels: int, reduction: int = 8, iterations: int = 5, eps: float = 1e-5) -> int:
+        hidden = channels // reduction
+        return 2 * channels * hidden + hidden + channels
+
     def __init__(self, channels: int, reduction: int = 8, iterations: int = 5, eps: float = 1e-5) -> None:
         super().__init__()
         self.channels = check_int('SOCA', 'channels', channels)
-        check_int('SOCA', 'reduction', reduction)
-        if reduction > channels:
-            raise ValueError(f'SOCA: reduction must be <= channels so that channels // reduction >= 1, '
-                             f'got reduction={reduction} for channels={channels}')
+        check_reduction('SOCA', channels, reduction)
         self.iterations = check_int('SOCA', 'iterations', iterations)
         self.eps = check_positive('SOCA', 'eps', eps)
         hidden = channels // reduction

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 
-import torch
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from seg.models.blocks.dual_attention import ChannelAttention, PositionAttention
+from seg.models.attention import CAM, PAM
 from seg.models.layers import Classifier, ConvBNReLU
 from seg.registry import MODELS
 
@@ -27,11 +27,11 @@ class DAHead(nn.Module):
         super().__init__()
         self.in_index = in_index
         self.pam_in = ConvBNReLU(in_channels, channels, 3, norm=norm)
-        self.pam = PositionAttention(channels, pam_reduction)
+        self.pam = PAM(channels, pam_reduction)
         self.pam_out = ConvBNReLU(channels, channels, 3, norm=norm)
         self.pam_cls = Classifier(channels, num_classes, dropout)
         self.cam_in = ConvBNReLU(in_channels, channels, 3, norm=norm)
-        self.cam = ChannelAttention(channels)
+        self.cam = CAM(channels)
         self.cam_out = ConvBNReLU(channels, channels, 3, norm=norm)
         self.cam_cls = Classifier(channels, num_classes, dropout)
         self.cls = Classifier(channels, num_classes, dropout)
