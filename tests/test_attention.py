@@ -20,11 +20,13 @@ from seg.models.attention import (
     CBAM,
     ECA,
     GAM,
+    MAP_KINDS,
     NAM,
     PAM,
     SE,
     SK,
     SOCA,
+    AttentionModule,
     CoordAttention,
     CrissCross,
     DualBlock,
@@ -39,7 +41,6 @@ from seg.models.attention import (
     list_attention,
     newton_schulz_sqrt,
 )
-from seg.models.attention import MAP_KINDS, AttentionModule
 from seg.ops import channel_attention_reference, criss_cross_attention_reference, position_attention_reference
 from seg.registry import ATTENTION
 

@@ -2,14 +2,15 @@
 and the benchmark tool.
 
 Everything is parametrized over ``list_attention()``: a newly registered module is checked in
-every role without touching this file (unless it needs options at small widths: ``SMALL``).
+every role without touching this file.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from timm.models.resnet import Bottleneck, ResNet
 from torch import nn
 
 import seg.models  # noqa: F401  (registration)
+from seg.analysis import attention_bench
+from seg.analysis.measure import si, time_call
 from seg.apis.config import load_config
 from seg.models import heads as heads_module
 from seg.models.attention import build_attention, eca_kernel_size, list_attention
@@ -27,11 +30,8 @@ from seg.registry import ATTENTION, MODELS
 from .conftest import ROOT
 
 NAMES = list_attention()
-# Options that make a module valid at the small widths used here (32..256 channels);
-# ShuffleAttention's default 64 groups need C % 128 == 0.
-SMALL = {'shuffle': dict(groups=4)}
 TINY = (8, 16, 32, 64)  # stage widths: Bottleneck outputs 32, 64, 128, 256
-# The context blocks of seg.models.blocks, registered as plug-ins (seg/models/attention/context.py).
+# The context modules (criss-cross, PAM, CAM, dual, non-local): residual, identity at the start.
 CONTEXT = ('cam', 'criss_cross', 'dual', 'nonlocal', 'pam')
 RESNET_LOGGER = 'seg.models.backbones.resnet'
 
@@ -47,15 +47,7 @@ def _one_thread():
 
 
 def attn_cfg(name: str) -> dict:
-    return dict(type=name, **SMALL.get(name, {}))
-
-
-def load_tool():
-    path = os.path.join(ROOT, 'tools', 'benchmark_attention.py')
-    spec = importlib.util.spec_from_file_location('benchmark_attention', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return dict(type=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,10 +335,11 @@ def test_attn_base_config():
 # The benchmark tool.
 
 def test_benchmark_counts_against_formulas():
-    tool = load_tool()
+    tool = attention_bench
     c, h, w = 32, 4, 6
     rows = {r['name']: r for r in tool.benchmark(['se', 'eca', 'simam', 'shuffle'], channels=c, height=h,
-                                                 width=w, warmup=0, repeats=2, options=SMALL)}
+                                                 width=w, warmup=0, repeats=2,
+                                                 options={'shuffle': {'groups': 4}})}
     se, eca, simam, shuffle = rows['se'], rows['eca'], rows['simam'], rows['shuffle']
     assert se['params'] == 2 * c * (c // 16) and se['flops'] == 2 * 2 * c * (c // 16)  # two linears
     k = eca_kernel_size(c)
@@ -364,7 +357,7 @@ def test_benchmark_counts_against_formulas():
 
 
 def test_benchmark_counts_context_blocks():
-    tool = load_tool()
+    tool = attention_bench
     c, h, w, r = 32, 4, 6, 8
     n, cq = h * w, c // r
     rows = {row['name']: row for row in tool.benchmark(list(CONTEXT), channels=c, height=h, width=w, warmup=0,
@@ -388,18 +381,20 @@ def test_benchmark_counts_context_blocks():
 
 
 def test_benchmark_batch_scales_flops():
-    tool = load_tool()
+    tool = attention_bench
     one, four = (tool.benchmark(['cbam'], channels=32, height=5, width=5, batch=b, warmup=0, repeats=1)[0]
                  for b in (1, 4))
     assert four['flops'] == 4 * one['flops'] > 0
 
 
-def test_benchmark_cli_table_and_json(tmp_path, capsys):
-    tool = load_tool()
+def test_benchmark_cli_table_and_json(tmp_path):
     out = tmp_path / 'sub' / 'bench.json'
-    assert tool.main(['--channels', '32', '--height', '6', '--width', '8', '--warmup', '0', '--repeats', '1',
-                      '--option', 'shuffle.groups=4', '--json', str(out)]) == 0
-    text = capsys.readouterr().out
+    proc = subprocess.run([sys.executable, 'tools/benchmark_attention.py', '--channels', '32', '--height', '6',
+                           '--width', '8', '--warmup', '0', '--repeats', '1', '--option', 'shuffle.groups=4',
+                           '--json', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
     assert '| module | options | params | FLOPs | median ms |' in text
     for name in NAMES:
         assert f'\n| {name} |' in text
@@ -409,25 +404,25 @@ def test_benchmark_cli_table_and_json(tmp_path, capsys):
     assert data['environment']['torch'] == torch.__version__ and data['environment']['cpu']
 
 
-def test_benchmark_bad_arguments(capsys):
-    tool = load_tool()
-    assert [tool.si(v) for v in (0, 5, 5120, 1.7375e6, 1.0737e11)] == ['0', '5', '5.12 k', '1.74 M', '107 G']
+def test_benchmark_bad_arguments():
+    tool = attention_bench
+    # the one number formatter of seg.analysis.measure
+    assert [si(v) for v in (0, 5, 5120, 1.7375e6, 1.0737e11)] == ['0', '5', '5.12 K', '1.74 M', '107.37 G']
     assert tool.parse_options(['sk.kernels=(3, 5, 7)', 'nam.spatial=True', 'x.y=abc']) == {
         'sk': {'kernels': (3, 5, 7)}, 'nam': {'spatial': True}, 'x': {'y': 'abc'}}
     with pytest.raises(ValueError, match='NAME.KEY=VALUE'):
         tool.parse_options(['groups=4'])
     with pytest.raises(ValueError, match='not benchmarked'):
         tool.benchmark(['se'], channels=32, options={'shuffle': {'groups': 4}})
-    with pytest.raises(ValueError, match='repeats >= 1'):
-        tool.measure_latency(nn.Identity(), torch.zeros(1), repeats=0)
-    with pytest.raises(SystemExit):  # argparse error: shuffle's 64 groups do not fit 32 channels
-        tool.main(['--channels', '32', '--names', 'shuffle', '--repeats', '1', '--option', 'shuffle.groups=64'])
-    assert 'divisible by 2 * groups' in capsys.readouterr().err
+    with pytest.raises(ValueError, match='repeat >= 1'):
+        time_call(lambda: None, repeat=0)
+    with pytest.raises(ValueError, match='divisible by 2 \\* groups'):  # shuffle's 64 groups do not fit 32 channels
+        tool.benchmark(['shuffle'], channels=32, repeats=1, options={'shuffle': {'groups': 64}})
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_benchmark_on_cuda():
-    tool = load_tool()
+    tool = attention_bench
     row = tool.benchmark(['se'], channels=64, height=8, width=8, warmup=1, repeats=2, device='cuda')[0]
     assert row['ms'] > 0 and row['flops'] == 2 * 2 * 64 * 4

@@ -1,5 +1,6 @@
-"""tools/compare.py and seg.analysis: names from the registries, exact params / FLOPs, metrics read
-from work dirs (never recomputed), and a --train comparison end to end on tiny data."""
+"""Comparisons (seg.analysis, seg.apis.compare): names from the registries, exact params / FLOPs,
+metrics read from work dirs (never recomputed), statistics over seeds, and a trained comparison end to
+end on a tiny folder dataset."""
 import csv
 import json
 import math
@@ -15,13 +16,14 @@ from seg.registry import MODELS
 from .conftest import ROOT
 
 
-def _load_compare_tool():
-    import importlib.util
+def _compare(specs, **settings):
+    from seg.apis.compare import CompareSettings, run_comparison, write_report
 
-    spec = importlib.util.spec_from_file_location('compare_tool', f'{ROOT}/tools/compare.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    out = settings.pop('out_dir', None)
+    result = run_comparison(specs, CompareSettings(configs_dir=f'{ROOT}/configs', out_dir=out, **settings))
+    if out:
+        write_report(result, out)
+    return result
 
 
 def _read_csv(path):
@@ -40,7 +42,7 @@ def _non_blank(path, min_hw=(50, 50)):
 # ----------------------------------------------------------------------------------------- names
 def test_every_registered_head_and_attention_module_has_a_name():
     import seg.models.heads as heads
-    from seg.analysis.compare import available_models, parse_spec
+    from seg.analysis.specs import available_models, parse_spec
     from seg.models.attention import list_attention
 
     names = available_models()
@@ -48,16 +50,13 @@ def test_every_registered_head_and_attention_module_has_a_name():
     assert {'FCNHead', 'CCHead', 'DAHead', 'NLHead', 'AttentionHead'} <= set(registered)
     for cls_name in registered:
         assert names[cls_name.lower()] == ('head', cls_name)
-    heads_by_name = {n for n, (kind, _) in names.items() if kind == 'head'}
+    # One name means one thing: every module of the zoo by its own name (nonlocal is the module,
+    # which in a head is the Non-local head, NLHead's preset).
     for attn in list_attention():
-        if attn not in heads_by_name:
-            assert names[attn] == ('attention', attn)
-        # A module shadowed by a head name ('nonlocal') is reached through the AttentionHead.
-        spec = parse_spec(f'attention:attention={attn}')
-        assert (spec.name, spec.options) == ('AttentionHead', {'attention': attn})
-    assert {'se', 'eca', 'cbam'} <= {n for n, (kind, _) in names.items() if kind == 'attention'}
-    for alias, target in (('fcn', 'FCNHead'), ('ccnet', 'CCHead'), ('danet', 'DAHead'), ('nonlocal', 'NLHead')):
+        assert names[attn] == ('attention', attn)
+    for alias, target in (('fcn', 'FCNHead'), ('ccnet', 'CCHead'), ('danet', 'DAHead'), ('nlhead', 'NLHead')):
         assert names[alias] == ('head', target)
+    assert names['nonlocal'] == ('attention', 'nonlocal')
 
     spec = parse_spec('ccnet:recurrence=1')
     assert (spec.kind, spec.name, spec.options) == ('head', 'CCHead', {'recurrence': 1})
@@ -71,19 +70,27 @@ def test_every_registered_head_and_attention_module_has_a_name():
         parse_spec('configs/nope.py')
 
 
+def _skeleton(backbone):
+    from seg.analysis.specs import BACKBONES
+    from seg.apis.config import load_config
+
+    rel, overrides = BACKBONES[backbone]
+    return load_config(f'{ROOT}/configs/{rel}', {f'model.{k}': v for k, v in overrides.items()}).model.to_dict()
+
+
 def test_every_name_builds_on_a_backbone_preset_without_extra_code():
     from mmengine.config import Config
 
-    from seg.analysis.compare import available_models, build_spec_model, parse_spec
+    from seg.analysis.specs import available_models, parse_spec, spec_model
     from seg.apis.model_io import build_model
 
     targets = {}
     for name, (kind, target) in available_models().items():
         targets.setdefault((kind, target), name)
     x = torch.zeros(1, 3, 32, 32)
+    r18, demo = _skeleton('r18'), _skeleton('demo')
     for (kind, target), name in sorted(targets.items()):
-        # r18's head width (128) fits every module's defaults (ShuffleAttention's 64 groups need C % 128 == 0).
-        model_cfg = build_spec_model(parse_spec(name), backbone='r18')
+        model_cfg = spec_model(parse_spec(name), r18, 'r18')
         model = build_model(Config(dict(model=model_cfg))).eval()
         with torch.no_grad():
             assert model(x).shape == (1, 19, 32, 32), name
@@ -91,17 +98,12 @@ def test_every_name_builds_on_a_backbone_preset_without_extra_code():
             assert model_cfg['loss_weights'] == {'out': 1.0, 'aux': 0.4, 'pam': 1.0, 'cam': 1.0}
         if kind == 'attention':
             assert model_cfg['decode_head']['attention'] == {'type': target}
-    from seg.models.attention import list_attention
-
-    for attn in set(list_attention()) - {t for k, t in targets if k == 'attention'}:  # shadowed names
-        model_cfg = build_spec_model(parse_spec(f'attention:attention={attn}'), backbone='r18')
-        model = build_model(Config(dict(model=model_cfg))).eval()
-        with torch.no_grad():
-            assert model(x).shape == (1, 19, 32, 32), attn
+        # every name also builds on the demo network (width 32: ShuffleAttention takes 16 groups)
+        build_model(Config(dict(model=spec_model(parse_spec(name), demo, 'demo'))))
     with pytest.raises(ValueError, match=r"CCHead has no option\(s\) recurence.*recurrence"):
-        build_spec_model(parse_spec('ccnet:recurence=1'), backbone='demo')
+        spec_model(parse_spec('ccnet:recurence=1'), demo, 'demo')
     with pytest.raises(ValueError, match=r"'shuffle:groups=64' cannot be built on the 'demo' backbone .*groups"):
-        build_spec_model(parse_spec('shuffle:groups=64'), backbone='demo')
+        spec_model(parse_spec('shuffle:groups=64'), demo, 'demo')
 
 
 # ------------------------------------------------------------------------------- exact numbers
@@ -132,9 +134,8 @@ def test_params_and_flops_equal_hand_computed_values(tmp_path):
     cc.write_text(TINY_MODEL.format(head="dict(type='CCHead', in_channels=4, channels=8, num_classes=3, "
                                          "recurrence=2, reduction=4, in_index=0, dropout=0.0)"))
     out = tmp_path / 'out'
-    tool = _load_compare_tool()
-    assert tool.main([str(fcn), str(cc), '--size', '32x32', '--warmup', '0', '--repeat', '1',
-                      '--work-dirs', str(tmp_path / 'none1'), str(tmp_path / 'none2'), '--out', str(out)]) == 0
+    _compare([str(fcn), str(cc)], size=(32, 32), warmup=0, repeat=1,
+             work_dirs=[str(tmp_path / 'none1'), str(tmp_path / 'none2')], out_dir=str(out))
     rows = _read_csv(out / 'compare.csv')
 
     # Input 32x32, stride 4 -> an 8x8 feature map (64 pixels). FLOPs = 2 per multiply-add.
@@ -168,14 +169,14 @@ def test_params_and_flops_equal_hand_computed_values(tmp_path):
         assert int(row['forward_peak_bytes']) > 0 and int(row['train_peak_bytes']) > int(row['forward_peak_bytes'])
         assert row['mIoU'] == '' and row['metrics_source'] == ''  # never trained: blank, not invented
 
-    md = (out / 'compare.md').read_text()
+    md = (out / 'report.md').read_text()
     assert 'FLOPs @1x3x32x32' in md and '| tiny_fcn | 275 | 167 | 33.79 K | 19.97 K |' in md
     assert 'mIoU' not in md.split('\n')[0]
-    _non_blank(out / 'compare.png')
+    _non_blank(out / 'miou_latency.png')
 
 
 def test_flops_of_attention_paths_agree_and_cpu_flash_attention_is_counted():
-    from seg.analysis.profile import count_flops
+    from seg.analysis.measure import count_flops
     from seg.ops import criss_cross_attention, position_attention_chunked, position_attention_sdpa
 
     q, v = torch.randn(1, 4, 6, 10), torch.randn(1, 4, 6, 10)
@@ -188,7 +189,7 @@ def test_flops_of_attention_paths_agree_and_cpu_flash_attention_is_counted():
 
 
 def test_metrics_are_read_from_work_dirs_not_invented(tmp_path):
-    from seg.analysis.compare import read_run_metrics
+    from seg.analysis.results import read_run_metrics
 
     assert read_run_metrics(tmp_path / 'missing') is None
     work = tmp_path / 'run'
@@ -209,43 +210,3 @@ def test_metrics_are_read_from_work_dirs_not_invented(tmp_path):
     assert got.miou == 61.5 and got.source.endswith('metrics.json') and math.isnan(got.class_iou['bus_lane'])
 
 
-# ------------------------------------------------------------------------------------ --train
-@pytest.mark.slow
-def test_compare_train_runs_same_schedule_and_reports_context_pair(tmp_path):
-    out = tmp_path / 'cmp'
-    data = tmp_path / 'synthetic'
-    options = [f'train_dataloader.dataset.data_root={data}', 'train_dataloader.dataset.num_images=8',
-               'train_dataloader.dataset.img_size=(32,64)', 'train_dataloader.dataset.pipeline=[]',
-               'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-               f'val_dataloader.dataset.data_root={data}', 'val_dataloader.dataset.num_images=4',
-               'val_dataloader.dataset.img_size=(32,64)', 'val_dataloader.num_workers=0',
-               'val_dataloader.persistent_workers=False']
-    tool = _load_compare_tool()
-    assert tool.main(['fcn', 'ccnet:recurrence=1', '--train', '--iters', '2', '--train-batch-size', '2',
-                      '--size', '32x64', '--warmup', '0', '--repeat', '1', '--num-workers', '0',
-                      '--out', str(out), '--cfg-options', *options]) == 0
-    rows = _read_csv(out / 'compare.csv')
-    assert list(rows) == ['fcn', 'ccnet:recurrence=1']
-    for label, run in (('fcn', 'fcn'), ('ccnet:recurrence=1', 'ccnet_recurrence-1')):
-        run_dir = out / 'runs' / run
-        metrics = json.loads((run_dir / 'metrics.json').read_text())['metrics']
-        info = json.loads((run_dir / 'compare_run.json').read_text())
-        assert (info['iters'], info['batch_size'], info['seed']) == (2, 2, 0)
-        assert (run_dir / 'iter_2.pth').exists()
-        assert len(list(run_dir.glob('*/vis_data/scalars.json'))) == 1  # each run logs into its own dir
-        # The table shows exactly what the evaluation wrote.
-        assert float(rows[label]['mIoU']) == pytest.approx(metrics['mIoU'])
-        assert float(rows[label]['IoU.bus_lane']) == pytest.approx(metrics['IoU.bus_lane'])
-    # Same backbone, schedule and seed: the two runs differ only in the decode head.
-    from mmengine.config import Config
-
-    a = Config.fromfile(str(out / 'runs' / 'fcn' / 'fcn.py'))
-    b = Config.fromfile(str(out / 'runs' / 'ccnet_recurrence-1' / 'ccnet_recurrence-1.py'))
-    assert a.model.backbone == b.model.backbone and a.train_cfg == b.train_cfg and a.randomness == b.randomness
-    assert (a.model.decode_head.type, b.model.decode_head.type, b.model.decode_head.recurrence) == \
-        ('FCNHead', 'CCHead', 1)
-    md = (out / 'compare.md').read_text()
-    header = md.split('\n')[0]
-    assert all(k in header for k in ('mIoU', 'mAcc', 'aAcc', 'IoU road', 'IoU bus_lane', 'train min'))
-    assert 'Per-class IoU' in md
-    _non_blank(out / 'compare.png')

@@ -14,6 +14,7 @@ from typing import Callable, List, Sequence, Tuple
 import pytest
 import torch
 
+from seg.analysis.measure import peak_memory
 from seg.ops import (
     channel_attention,
     channel_attention_reference,
@@ -30,7 +31,6 @@ from seg.ops import (
 )
 from seg.ops import criss_cross as cc_module
 from seg.ops import self_attention as sa_module
-from seg.analysis.measure import peak_memory
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')

@@ -247,8 +247,8 @@ def test_every_module_of_the_zoo_is_drawn(tiny_run, tmp_path, name):
     drawn = [os.path.basename(p) for p in result['attention']]
     prefix = f'00001_{name}_decode_head-context'
     if name == 'dual':  # its maps are those of its PAM and CAM
-        assert {f'00001_pam_decode_head-context-pam_x20_y12.png',
-                f'00001_cam_decode_head-context-cam_channels.png'} <= set(drawn)
+        assert {'00001_pam_decode_head-context-pam_x20_y12.png',
+                '00001_cam_decode_head-context-cam_channels.png'} <= set(drawn)
     else:
         assert drawn and all(p.startswith(prefix) for p in drawn), drawn
     for path in result['attention']:

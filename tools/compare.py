@@ -1,93 +1,80 @@
-"""Compare context heads / attention modules: parameters, FLOPs, latency, memory, accuracy, chart.
+"""Compare heads and attention modules: parameters, FLOPs, latency, memory, and accuracy over seeds.
 
-python tools/compare.py fcn ccnet ccnet:recurrence=1 danet nonlocal se eca cbam --backbone demo \\
-    --train --iters 300 --out work_dirs/compare       # train each on the synthetic data, then compare
+python tools/compare.py fcn ccnet danet nonlocal se cbam --data configs/_base_/datasets/my_data.py \\
+    --backbone r18 --train --iters 2000 --seeds 3 --out work_dirs/cmp
 python tools/compare.py configs/fcn_r50.py configs/ccnet_r50.py --size 512x1024 --out out/compare
-python tools/compare.py --list                        # every usable name (from the registries)
+python tools/compare.py --list
 
-A model is a config path or NAME[:key=value,...]: a decode head (fcn, ccnet, danet, nonlocal, ...)
-or a module of the attention zoo in an AttentionHead (se, eca, cbam, ...), built on --backbone.
-Accuracy comes from each model's work dir (metrics.json from tools/eval.py --out, or mmengine's
-scalars.json); it is blank when there is none.
+A model is a config path or NAME[:key=value,...]: a decode head (fcn, ccnet, danet, ...) or a module
+of the attention zoo in an AttentionHead (nonlocal, criss_cross, se, eca, cbam, ...), built on
+--backbone. With --train every model is trained with one schedule on --data (default: the synthetic
+scenes), once per seed, into OUT/runs/<model>/seed<k>; a rerun skips finished runs and resumes the
+others. OUT/report.md has mean +- std and 95% intervals over the seeds and the difference from the
+first model with a bootstrap interval; OUT/results.json has everything.
 """
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 import torch
 from mmengine.config import DictAction
 
-from seg.analysis.compare import (
-    BACKBONES,
-    available_models,
-    parse_size,
-    run_comparison,
-    to_markdown,
-    write_outputs,
-)
+from seg.analysis.report import to_markdown
+from seg.analysis.specs import BACKBONES, available_models, parse_size
+from seg.apis.compare import CompareSettings, run_comparison, write_report
+
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 
 
-def build_parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', help='config paths or NAME[:key=value,...] specs')
     parser.add_argument('--list', action='store_true', help='list the usable names and exit')
     parser.add_argument('--backbone', choices=sorted(BACKBONES), default='demo',
                         help='backbone of the name specs (demo: the CPU demo network; r18 / r50: dilated ResNets)')
-    parser.add_argument('--size', type=parse_size, help='input HxW, e.g. 512x1024 (default: 96x192 for demo, '
-                        "else the first config's crop_size, else 512x1024)")
-    parser.add_argument('--num-classes', type=int, help="class count (default: the backbone preset's)")
+    parser.add_argument('--data', help='dataset config with train_dataloader and val_dataloader (--train; '
+                        'default: the synthetic scenes)')
+    parser.add_argument('--size', type=parse_size, help='input HxW of FLOPs and timings, e.g. 512x1024')
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1 ...')
     parser.add_argument('--batch-size', type=int, default=1, help='batch of the timed passes')
     parser.add_argument('--warmup', type=int, default=3, help='untimed passes before timing')
     parser.add_argument('--repeat', type=int, default=10, help='timed passes (median); 0 skips timing')
-    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--threads', type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument('--work-dirs', nargs='+', help='one work dir per model to read accuracy from')
-    parser.add_argument('--out', help='write compare.md, compare.csv and compare.png here')
+    parser.add_argument('--out', help='output folder: runs, report.md, results.json, compare.csv, charts')
     parser.add_argument('--chart-x', choices=['latency', 'flops'], default='latency')
-    parser.add_argument('--train', action='store_true',
-                        help='train every model on the synthetic data first (runs in OUT/runs/NAME)')
-    parser.add_argument('--iters', type=int, default=300, help='training iterations per model (--train)')
-    parser.add_argument('--train-batch-size', type=int, help="training batch (default: the demo config's)")
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-workers', type=int, default=2, help='data loader workers of the evaluations (--train)')
-    parser.add_argument('--configs-dir', help='the configs/ folder (default: ./configs)')
+    parser.add_argument('--train', action='store_true', help='train every model (per seed) before comparing')
+    parser.add_argument('--iters', type=int, default=300, help='training iterations per run')
+    parser.add_argument('--seeds', type=int, default=1, help='runs per model, seeds 0 .. N-1')
+    parser.add_argument('--train-batch-size', type=int, help="training batch (default: the data config's)")
+    parser.add_argument('--bootstrap', type=int, default=1000, help='bootstrap replicates of the differences')
+    parser.add_argument('--num-workers', type=int, default=2, help='data loader workers of the evaluations')
+    parser.add_argument('--configs-dir', default=str(CONFIGS), help='the configs/ folder')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='overrides for every training config (--train)')
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+                        help='overrides for every training config')
     args = parser.parse_args(argv)
     if args.list:
-        from seg.models.attention import list_attention
-
-        names = available_models()
-        print('heads:')
-        for name, (kind, target) in sorted(names.items()):
-            if kind == 'head':
-                print(f'  {name:<16} -> {target}')
-        print('attention modules (in an AttentionHead):')
-        for name in list_attention():
-            how = name if names.get(name) == ('attention', name) else f'attention:attention={name}'
-            print(f'  {how:<16} -> AttentionHead(attention={name!r})')
+        for name, (kind, target) in sorted(available_models().items()):
+            print(f'  {name:<16} {kind:<9} -> {target if kind == "head" else f"AttentionHead({target!r})"}')
         return 0
     if not args.models:
         parser.error('give at least one model (a name such as ccnet, or a config path); --list shows the names')
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_comparison(
-        args.models, backbone=args.backbone, size=args.size, device=args.device, batch=args.batch_size,
-        warmup=args.warmup, repeat=args.repeat, work_dirs=args.work_dirs, out_dir=args.out, train=args.train,
-        iters=args.iters, train_batch_size=args.train_batch_size, seed=args.seed, num_classes=args.num_classes,
-        configs_dir=args.configs_dir, cfg_options=args.cfg_options, num_workers=args.num_workers)
+    settings = CompareSettings(
+        configs_dir=args.configs_dir, backbone=args.backbone, size=args.size, device=args.device,
+        batch=args.batch_size, warmup=args.warmup, repeat=args.repeat, train=args.train, data=args.data,
+        iters=args.iters, train_batch_size=args.train_batch_size, seeds=args.seeds, num_workers=args.num_workers,
+        cfg_options=args.cfg_options, work_dirs=args.work_dirs, out_dir=args.out, bootstrap=args.bootstrap)
+    result = run_comparison(args.models, settings)
     result.command = 'python tools/compare.py ' + ' '.join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print('\n' + to_markdown(result))
     if args.out:
-        paths = write_outputs(result, args.out, args.chart_x)
+        paths = write_report(result, args.out, args.chart_x)
         print('wrote ' + ', '.join(paths.values()))
     return 0
 

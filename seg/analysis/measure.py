@@ -16,7 +16,7 @@ model benchmark, the docs -- comes from one function here:
   ``torch.profiler`` (``profile_memory=True``), in time order; memory outside that allocator (BLAS
   work buffers, the Python heap) is not seen, nor are frees of tensors made before the call.
 * :func:`time_call`: wall-clock seconds of each call after warm-up calls, synchronising CUDA.
-* :func:`si`, :func:`mib`: how the tables print them.
+* :func:`si`, :func:`mib`, :func:`duration`, :func:`size`: how the tables print them.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # silence the profiler's per-session log lines
 
 __all__ = ['FUSED_ATTENTION_KERNELS', 'MEMORY_METHODS', 'count_flops', 'count_parameters', 'cpu_model',
-           'environment', 'mib', 'peak_memory', 'si', 'sync', 'time_call']
+           'duration', 'environment', 'mib', 'peak_memory', 'si', 'size', 'sync', 'time_call']
 
 T = TypeVar('T')
 
@@ -163,6 +163,20 @@ def si(value: float | None, unit: str = '') -> str:
 def mib(n_bytes: int | None) -> str:
     """Bytes as MiB with one decimal; blank for None."""
     return '' if n_bytes is None else f'{n_bytes / 2 ** 20:.1f}'
+
+
+def duration(seconds: float | None) -> str:
+    """``12.3 ms`` below a second, ``1.23 s`` above; ``-`` for None."""
+    if seconds is None:
+        return '-'
+    return f'{seconds * 1e3:.1f} ms' if seconds < 1 else f'{seconds:.2f} s'
+
+
+def size(n_bytes: int | None) -> str:
+    """``123.4 MiB`` below a GiB, ``1.23 GiB`` above; ``-`` for None."""
+    if n_bytes is None:
+        return '-'
+    return f'{n_bytes / 2 ** 30:.2f} GiB' if n_bytes >= 2 ** 30 else f'{n_bytes / 2 ** 20:.1f} MiB'
 
 
 def cpu_model() -> str:

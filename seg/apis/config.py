@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
-__all__ = ['check_config_keys', 'check_overrides', 'import_all', 'load_config', 'resolve_ignore_index',
-           'resolve_runtime']
+__all__ = ['check_config_keys', 'check_overrides', 'import_all', 'load_config', 'model_without_ignore_index',
+           'resolve_ignore_index', 'resolve_runtime']
 
 DEFAULT_IGNORE_INDEX = 255
 
@@ -260,6 +260,20 @@ def resolve_ignore_index(cfg: Config) -> int:
         if node.get(key) is None:
             node[key] = value
     return value
+
+
+def model_without_ignore_index(model: Mapping) -> dict:
+    """A copy of a model config without the ignore index its config resolved (the segmentor's, the label
+    padding's and the losses'), so that it takes the one of the dataset it is trained on next."""
+    import copy
+
+    model = copy.deepcopy(dict(model))
+    model.pop('ignore_index', None)
+    if isinstance(model.get('data_preprocessor'), Mapping):
+        model['data_preprocessor'] = {k: v for k, v in model['data_preprocessor'].items() if k != 'seg_pad_val'}
+    for _, node in _typed_dicts({k: model.get(k) for k in ('loss', 'losses')}, 'model'):
+        node.pop('ignore_index', None)
+    return model
 
 
 # ------------------------------------------------------------------------------- runtime

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from seg.engine.loops import report_worker_crash
 from seg.fileio import ensure_dir
 from seg.registry import DATASETS, METRICS
 
@@ -48,22 +49,37 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     evaluator_cfg = cfg.get(f'{split}_evaluator', cfg.get('val_evaluator'))
     metric = METRICS.build(evaluator_cfg)
     metric.dataset_meta = dataset.metainfo
-    with torch.no_grad():
+    images: list[str] = []
+    with torch.no_grad(), report_worker_crash():
         for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
             metric.process(batch, model.test_step(batch))
+            images += [s.get('img_path', '') for s in batch['data_samples']]
+    per_image = per_image_counts(metric.results, metric.collect_confusion)
     results = metric.evaluate(len(dataset))
     print(format_table(metric.last_metrics, list(dataset.metainfo['classes'])))
     if out:
         if os.path.isdir(out):
             raise IsADirectoryError(f'--out {out!r} is a folder; give the path of the JSON file to write')
         ensure_dir(os.path.dirname(os.path.abspath(out)), 'folder of --out')
-        payload = dict(checkpoint=ckpt, metrics=results, classes=list(dataset.metainfo['classes']),
-                       confusion_matrix=metric.last_confusion.tolist())
+        payload = dict(mIoU=results['mIoU'], aAcc=results['aAcc'], mAcc=results['mAcc'], checkpoint=ckpt,
+                       metrics=results, classes=list(dataset.metainfo['classes']),
+                       confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
+                       images=images, per_image_counts=per_image.tolist())
         with open(out, 'w') as f:
             json.dump(payload, f, indent=2)
     if plots:
         _write_plots(metric, list(dataset.metainfo['classes']), plots)
     return results
+
+
+def per_image_counts(results: list[torch.Tensor], confusion: bool) -> torch.Tensor:
+    """(N, 3, C) per-image ``(tp, gt_area, pred_area)`` from what :class:`IoUMetric` kept per sample
+    (a [C, C] confusion matrix each when ``confusion``, else the [3, C] counts themselves)."""
+    rows = []
+    for r in results:
+        r = r.to_dense() if r.is_sparse else r
+        rows.append(torch.stack([r.diagonal(), r.sum(1), r.sum(0)]) if confusion else r)
+    return torch.stack(rows).to(torch.int64)
 
 
 def _write_plots(metric, classes: list, folder: str) -> None:

@@ -7,7 +7,6 @@ change); every function writes one PNG and returns its path.
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 import os.path as osp
@@ -15,8 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_confusion_matrix', 'plot_per_class_iou',
-           'plot_training_curves', 'plot_tradeoff']
+from seg.engine.logs import read_scalar_entries
+
+__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_class_differences', 'plot_confusion_matrix',
+           'plot_per_class_iou', 'plot_training_curves', 'plot_tradeoff']
 
 
 def _figure(width: float, height: float, dpi: int = 100):
@@ -34,12 +35,12 @@ def _save(fig, path: str) -> str:
     return path
 
 
-def plot_tradeoff(points: Sequence[tuple[str, float, float]], path: str, xlabel: str, ylabel: str,
-                  title: str = '') -> str:
-    """A scatter of labelled points (one per model), e.g. mIoU against latency.
+def plot_tradeoff(points: Sequence[tuple], path: str, xlabel: str, ylabel: str, title: str = '') -> str:
+    """A scatter of labelled points (one per model), e.g. mIoU against latency, with optional error bars.
 
     Args:
-        points: ``(label, x, y)`` per model.
+        points: ``(label, x, y)`` or ``(label, x, y, y_low, y_high)`` per model; the bar spans
+            ``[y_low, y_high]`` (e.g. a 95% interval over seeds; NaN for none).
         path: PNG to write.
         xlabel, ylabel, title: axis labels and title.
 
@@ -55,12 +56,17 @@ def plot_tradeoff(points: Sequence[tuple[str, float, float]], path: str, xlabel:
     ax = fig.add_subplot()
     xs = [p[1] for p in points]
     ys = [p[2] for p in points]
-    ax.scatter(xs, ys, s=40, c=[f'C{i % 10}' for i in range(len(points))], zorder=3)
+    colours = [f'C{i % 10}' for i in range(len(points))]
+    for p, colour in zip(points, colours):
+        if len(p) == 5 and math.isfinite(p[3]) and math.isfinite(p[4]):
+            ax.errorbar([p[1]], [p[2]], yerr=[[p[2] - p[3]], [p[4] - p[2]]], fmt='none', ecolor=colour, capsize=4,
+                        zorder=2)
+    ax.scatter(xs, ys, s=40, c=colours, zorder=3)
     # Labels of points closer than 4% of the axes to an earlier point are stacked below its label.
     xspan = (max(xs) - min(xs)) or 1.0
     yspan = (max(ys) - min(ys)) or 1.0
     placed: list[tuple[float, float]] = []
-    for label, x, y in points:
+    for label, x, y, *_ in points:
         u, v = (x - min(xs)) / xspan, (y - min(ys)) / yspan
         crowd = sum(1 for pu, pv in placed if abs(pu - u) < 0.04 and abs(pv - v) < 0.04)
         placed.append((u, v))
@@ -72,6 +78,45 @@ def plot_tradeoff(points: Sequence[tuple[str, float, float]], path: str, xlabel:
     # Room for the labels right of the rightmost point.
     span = (max(xs) - min(xs)) or max(abs(max(xs)), 1.0)
     ax.set_xlim(min(xs) - 0.05 * span, max(xs) + 0.25 * span)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_class_differences(classes: Sequence[str], rows: Sequence[tuple[str, Sequence[tuple[float, float, float]]]],
+                           path: str, title: str = 'IoU difference from the baseline') -> str:
+    """Horizontal bars of per-class differences with their intervals, one group of bars per class.
+
+    Args:
+        classes: the class names.
+        rows: per model, ``(label, [(difference, low, high) per class])`` in IoU points.
+        path: PNG to write.
+        title: figure title.
+
+    Raises:
+        ValueError: no row, or a row with another number of classes.
+    """
+    names = [str(c) for c in classes]
+    if not rows or any(len(values) != len(names) for _, values in rows):
+        raise ValueError(f'need at least one row of {len(names)} (difference, low, high) triples')
+    m = len(rows)
+    fig = _figure(8, max(3.0, 0.35 * len(names) * m + 1.5))
+    ax = fig.add_subplot()
+    height = 0.8 / m
+    for r, (label, values) in enumerate(rows):
+        y = np.arange(len(names)) + (r - (m - 1) / 2) * height
+        d = np.array([v[0] for v in values], dtype=np.float64)
+        low = np.array([v[1] for v in values], dtype=np.float64)
+        high = np.array([v[2] for v in values], dtype=np.float64)
+        err = np.where(np.isfinite(low) & np.isfinite(high), np.stack([d - low, high - d]), 0.0)
+        ax.barh(y, np.nan_to_num(d), height=height, xerr=err, color=f'C{r % 10}', capsize=2, label=label,
+                error_kw=dict(elinewidth=0.8))
+    ax.axvline(0.0, color='black', linewidth=0.8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel('IoU difference (points); bars: 95% bootstrap interval')
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis='x', alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -203,21 +248,6 @@ def branch_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str =
     ax.grid(True, axis='y', alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def read_scalar_entries(path: str) -> list[dict]:
-    """The JSON objects of one mmengine ``scalars.json`` (one per line; blank or broken lines skipped)."""
-    entries = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return entries
 
 
 def load_scalars(work_dir: str) -> tuple[list[dict], list[dict]]:

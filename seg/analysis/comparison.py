@@ -1,0 +1,135 @@
+"""The result of a comparison: per model its cost, its runs (one per seed), their summary over the seeds
+and its paired difference from the baseline (the first model).
+
+No paper. Accuracies are in percent (as the evaluation reports them); the summaries are
+:class:`seg.analysis.stats.Interval` s: mean, sample std and the 95% Student-t interval over the
+seeds; the differences are the paired bootstrap of :func:`seg.analysis.stats.bootstrap_paired_difference`
+over the validation images.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .profile import CostReport
+from .results import RunMetrics
+from .specs import ModelSpec
+from .stats import Interval, bootstrap_paired_difference, mean_interval
+
+__all__ = ['Comparison', 'ModelResult', 'Run', 'compare_to_baseline', 'summarize']
+
+SUMMARY_KEYS = ('mIoU', 'mAcc', 'aAcc')
+
+
+@dataclass
+class Run:
+    """One trained (or recorded) run of a model.
+
+    Attributes:
+        seed: the seed it was trained with (None for a work dir given by the user).
+        work_dir: where it lives.
+        metrics: its recorded accuracy (percent), or None.
+        counts: its (N, 3, C) per-image pixel counts, when its evaluation recorded them.
+        images: the evaluated images, in the order of ``counts``.
+    """
+
+    seed: int | None
+    work_dir: str | None
+    metrics: RunMetrics | None
+    counts: np.ndarray | None = None
+    images: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelResult:
+    """One model of a comparison.
+
+    Attributes:
+        spec: how it was named.
+        cost: parameters, FLOPs, latency, memory.
+        runs: its runs, one per seed.
+        summary: ``mIoU``, ``mAcc``, ``aAcc`` and ``IoU.<class>`` over the runs (percent).
+        difference: its mIoU minus the baseline's, with the bootstrap interval (points); None for the
+            baseline or when the runs recorded no per-image counts.
+        class_difference: the same per class name.
+    """
+
+    spec: ModelSpec
+    cost: CostReport
+    runs: list[Run] = field(default_factory=list)
+    summary: dict[str, Interval] = field(default_factory=dict)
+    difference: Interval | None = None
+    class_difference: dict[str, Interval] = field(default_factory=dict)
+
+    @property
+    def trained(self) -> bool:
+        return any(r.metrics is not None for r in self.runs)
+
+
+@dataclass
+class Comparison:
+    """All models plus what the report's header and notes need."""
+
+    models: list[ModelResult]
+    size: tuple[int, int]
+    batch: int
+    device: str
+    threads: int
+    backbone: str
+    classes: list[str] = field(default_factory=list)
+    context_pair: tuple[str, ...] = ()
+    schedule: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    command: str = ''
+    bootstrap: int = 1000
+
+
+def summarize(model: ModelResult, classes: list[str]) -> None:
+    """Fill ``model.summary`` from its runs' metrics: mean, std and 95% interval over the seeds."""
+    runs = [r.metrics for r in model.runs if r.metrics is not None]
+    if not runs:
+        model.summary = {}
+        return
+    values = {'mIoU': [m.miou for m in runs], 'mAcc': [m.macc for m in runs], 'aAcc': [m.aacc for m in runs]}
+    for name in classes:
+        values[f'IoU.{name}'] = [m.class_iou.get(name, math.nan) for m in runs]
+    model.summary = {k: mean_interval(v) for k, v in values.items()}
+
+
+def compare_to_baseline(models: list[ModelResult], classes: list[str], replicates: int = 1000,
+                        seed: int = 0) -> list[str]:
+    """Fill each model's ``difference`` / ``class_difference`` against ``models[0]``, pairing runs by seed.
+
+    Returns:
+        Notes on the models that could not be compared (no per-image counts, other images, other seeds).
+    """
+    notes: list[str] = []
+    if not models:
+        return notes
+    base = models[0]
+    base_runs = {r.seed: r for r in base.runs if r.counts is not None}
+    for model in models[1:]:
+        runs = {r.seed: r for r in model.runs if r.counts is not None}
+        seeds = sorted(s for s in runs if s in base_runs)
+        if not seeds:
+            if model.trained:
+                notes.append(f'`{model.spec.label}`: no per-image counts paired by seed with the baseline; '
+                             'no difference computed')
+            continue
+        if any(runs[s].images != base_runs[s].images or runs[s].counts.shape != base_runs[s].counts.shape
+               for s in seeds):
+            notes.append(f'`{model.spec.label}` was evaluated on other images than the baseline; '
+                         'no difference computed')
+            continue
+        miou, per_class = bootstrap_paired_difference([runs[s].counts for s in seeds],
+                                                      [base_runs[s].counts for s in seeds], replicates, seed=seed)
+        model.difference = _percent(miou)
+        model.class_difference = {name: _percent(iv) for name, iv in zip(classes, per_class)}
+    return notes
+
+
+def _percent(iv: Interval) -> Interval:
+    return Interval(100 * iv.mean, 100 * iv.std, 100 * iv.low, 100 * iv.high, iv.n)

@@ -1,0 +1,111 @@
+"""Reading what runs recorded: accuracy, per-image pixel counts, and the comparison's own records.
+
+No paper. Everything here is read from JSON (what ``tools/eval.py --out`` and a comparison write)
+or from mmengine's ``scalars.json`` logs; nothing is recomputed and no file is executed.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seg.engine.logs import read_scalar_entries
+
+__all__ = ['RunMetrics', 'read_json', 'read_per_image_counts', 'read_run_metrics']
+
+
+@dataclass
+class RunMetrics:
+    """Accuracy of a trained run as its work directory records it (percent).
+
+    Attributes:
+        miou, macc, aacc: summary metrics.
+        class_iou: IoU per class name.
+        source: the file (and step) they were read from.
+        train_seconds: wall time of training when a comparison run recorded it.
+    """
+
+    miou: float
+    macc: float
+    aacc: float
+    class_iou: dict[str, float]
+    source: str
+    train_seconds: float | None = None
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A JSON object from ``path``, or None when there is no such file or it does not parse."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _from_metric_dict(values: dict, source: str) -> RunMetrics | None:
+    if 'mIoU' not in values:
+        return None
+    class_iou = {k[4:]: float(v) for k, v in values.items() if k.startswith('IoU.')}
+    return RunMetrics(float(values['mIoU']), float(values.get('mAcc', math.nan)),
+                      float(values.get('aAcc', math.nan)), class_iou, source)
+
+
+def _read_scalars(work_dir: Path) -> RunMetrics | None:
+    files = sorted(glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json')))
+    vals: list[tuple[int, int, dict, str]] = []
+    for order, path in enumerate(files):
+        for entry in read_scalar_entries(path):
+            if 'mIoU' in entry:
+                vals.append((order, int(entry.get('step', 0)), entry, path))
+    if not vals:
+        return None
+    best = sorted(glob.glob(str(work_dir / 'best_mIoU_iter_*.pth')))
+    if best:
+        step = int(re.search(r'best_mIoU_iter_(\d+)\.pth$', best[-1]).group(1))
+        hits = [v for v in vals if v[1] == step]
+        if hits:
+            _, step, entry, path = hits[-1]
+            return _from_metric_dict(entry, f'{path} (best checkpoint, step {step})')
+    _, step, entry, path = max(vals, key=lambda v: (v[1], v[0]))
+    return _from_metric_dict(entry, f'{path} (last validation, step {step})')
+
+
+def read_run_metrics(work_dir: str | os.PathLike | None) -> RunMetrics | None:
+    """The accuracy a run's work directory records, or None when it records none.
+
+    Looks, in order, at ``metrics.json`` (what ``tools/eval.py --out`` and the comparison write),
+    then at mmengine's ``<timestamp>/vis_data/scalars.json`` (the validation of the best checkpoint
+    ``best_mIoU_iter_N.pth``, else the last validation). ``run.json`` (a comparison run's record)
+    adds the training time.
+    """
+    if not work_dir or not os.path.isdir(work_dir):
+        return None
+    work = Path(work_dir)
+    result = None
+    payload = read_json(work / 'metrics.json')
+    if payload is not None:
+        values = payload.get('metrics', payload)
+        result = _from_metric_dict(values if isinstance(values, dict) else {}, str(work / 'metrics.json'))
+    if result is None:
+        result = _read_scalars(work)
+    record = read_json(work / 'run.json')
+    if result is not None and record is not None:
+        result.train_seconds = record.get('train_seconds')
+    return result
+
+
+def read_per_image_counts(work_dir: str | os.PathLike) -> tuple[list[str], np.ndarray] | None:
+    """The evaluated images and their (N, 3, C) pixel counts ``(tp, gt_area, pred_area)`` from
+    ``metrics.json``, or None when the run did not record them."""
+    payload = read_json(Path(work_dir) / 'metrics.json')
+    if payload is None or 'per_image_counts' not in payload:
+        return None
+    counts = np.asarray(payload['per_image_counts'], dtype=np.int64)
+    return list(payload.get('images', [])), counts

@@ -1,0 +1,163 @@
+"""Comparisons over seeds: the statistics against hand-computed values, and a 2-model, 2-seed comparison
+on a tiny folder dataset (void label 11) that writes its report, and trains nothing when run again."""
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from seg.analysis.stats import (
+    Interval,
+    bootstrap_paired_difference,
+    iou_from_counts,
+    mean_interval,
+    miou_from_counts,
+)
+
+from .conftest import ROOT
+
+
+# ------------------------------------------------------------------------------------- statistics
+def test_mean_std_and_t_interval_by_hand():
+    iv = mean_interval([70.0, 72.0, 74.0])
+    # mean 72, sample std sqrt((4 + 0 + 4) / 2) = 2, t(0.975, 2) = 4.302652729911275
+    assert (iv.mean, iv.std, iv.n) == (72.0, 2.0, 3)
+    half = 4.302652729911275 * 2.0 / math.sqrt(3)
+    assert iv.low == pytest.approx(72.0 - half, abs=1e-9) and iv.high == pytest.approx(72.0 + half, abs=1e-9)
+    one = mean_interval([5.0])
+    assert one.mean == 5.0 and math.isnan(one.std) and math.isnan(one.low)
+    assert mean_interval([1.0, math.nan, 3.0]).mean == 2.0  # a class absent from a run is left out
+    assert Interval(1.0, 0.5, -0.1, 2.0, 3).contains_zero and not Interval(1.0, 0.5, 0.1, 2.0, 3).contains_zero
+
+
+def test_iou_and_miou_from_counts_by_hand():
+    # two images, two classes: (tp, gt, pred) per class
+    counts = np.array([[[3, 0], [4, 0], [5, 0]],      # image 0: class 0 tp 3 of gt 4, pred 5; class 1 absent
+                       [[1, 2], [1, 3], [2, 2]]])     # image 1
+    # summed: class 0 tp 4, gt 5, pred 7 -> 4 / (5 + 7 - 4) = 0.5; class 1 tp 2, gt 3, pred 2 -> 2 / 3
+    np.testing.assert_allclose(iou_from_counts(counts.sum(0)), [0.5, 2 / 3])
+    assert miou_from_counts(counts) == pytest.approx((0.5 + 2 / 3) / 2)
+    assert math.isnan(iou_from_counts(np.zeros((3, 1)))[0])  # no union: no IoU
+
+
+def _counts(rng, n=6, c=3):
+    gt = rng.integers(5, 20, (n, c))
+    pred = rng.integers(5, 20, (n, c))
+    tp = np.minimum(gt, pred) - rng.integers(0, 5, (n, c)).clip(0, None)
+    return np.stack([tp.clip(0, None), gt, pred], axis=1)  # [N, 3, C]
+
+
+def test_paired_bootstrap_point_estimate_and_a_naive_loop():
+    rng = np.random.default_rng(0)
+    model = [_counts(rng), _counts(rng)]
+    base = [_counts(rng), _counts(rng)]
+    miou, per_class = bootstrap_paired_difference(model, base, replicates=200, seed=7)
+    # The point estimate: mIoU of each seed's run minus the baseline's run of that seed, averaged.
+    expected = np.mean([miou_from_counts(m) - miou_from_counts(b) for m, b in zip(model, base)])
+    assert miou.mean == pytest.approx(expected, abs=1e-12)
+    # The interval, recomputed one replicate at a time with the same image draws.
+    draws = np.random.default_rng(7).integers(0, 6, size=(200, 6))
+    reps = [np.mean([miou_from_counts(m[d]) - miou_from_counts(b[d]) for m, b in zip(model, base)]) for d in draws]
+    low, high = np.quantile(reps, [0.025, 0.975])
+    assert (miou.low, miou.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    c1 = [np.mean([iou_from_counts(m[d].sum(0))[1] - iou_from_counts(b[d].sum(0))[1] for m, b in zip(model, base)])
+          for d in draws]
+    assert per_class[1].low == pytest.approx(np.quantile(c1, 0.025), abs=1e-12)
+
+
+def test_identical_runs_differ_by_exactly_zero_and_a_shift_is_distinguishable():
+    rng = np.random.default_rng(1)
+    runs = [_counts(rng), _counts(rng)]
+    miou, per_class = bootstrap_paired_difference(runs, runs, replicates=100)
+    assert (miou.mean, miou.low, miou.high) == (0.0, 0.0, 0.0) and miou.contains_zero
+    better = [r.copy() for r in runs]
+    for r in better:
+        r[:, 0] = r[:, 1]  # every pixel of every class right in the model: IoU 1 everywhere
+        r[:, 2] = r[:, 1]
+    miou, _ = bootstrap_paired_difference(better, runs, replicates=100)
+    assert miou.low > 0 and not miou.contains_zero
+    with pytest.raises(ValueError, match='same number'):
+        bootstrap_paired_difference(runs, runs[:1])
+
+
+# ------------------------------------------------------------------------------- end to end
+VOID = 11
+DATA = """
+classes = {classes}
+folder = dict(type='FolderDataset', data_root='{root}', classes=classes, img_suffix='.png', seg_map_suffix='.png',
+              ignore_index=11)
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        sampler=dict(type='SeededInfiniteSampler', shuffle=True), collate_fn=dict(type='seg_collate'),
+                        dataset=dict(img_dir='train/images', ann_dir='train/labels',
+                                     pipeline=[dict(type='RandomFlip', prob=0.5)], **folder))
+val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='seg_collate'),
+                      dataset=dict(img_dir='val/images', ann_dir='val/labels', test_mode=True, **folder))
+val_evaluator = dict(type='IoUMetric')
+"""
+
+
+def write_folder_dataset(root, rng):
+    for split, n in (('train', 6), ('val', 3)):
+        (root / split / 'images').mkdir(parents=True)
+        (root / split / 'labels').mkdir(parents=True)
+        for i in range(n):
+            labels = rng.integers(0, 11, (32, 48), dtype=np.uint8)
+            labels[:4] = VOID  # void rows, as CamVid's unlabelled border
+            image = (labels[..., None] * 20 + rng.integers(0, 20, (32, 48, 3))).astype(np.uint8)
+            cv2.imwrite(str(root / split / 'images' / f'{i}.png'), image)
+            cv2.imwrite(str(root / split / 'labels' / f'{i}.png'), labels)
+
+
+@pytest.mark.slow
+def test_two_models_two_seeds_on_a_folder_dataset_then_nothing_to_train(tmp_path):
+    from seg.apis.compare import CompareSettings, run_comparison, write_report
+
+    write_folder_dataset(tmp_path / 'camvid', np.random.default_rng(0))
+    data = tmp_path / 'my_data.py'
+    data.write_text(DATA.format(classes=[f'c{i}' for i in range(11)], root=tmp_path / 'camvid'))
+    out = tmp_path / 'cmp'
+    settings = CompareSettings(configs_dir=f'{ROOT}/configs', train=True, data=str(data), iters=3, seeds=2,
+                               train_batch_size=2, size=(32, 48), warmup=0, repeat=1, num_workers=0,
+                               out_dir=str(out), bootstrap=50, checkpoint_interval=2)
+    log = []
+    result = run_comparison(['fcn', 'ccnet:recurrence=1'], settings, log=log.append)
+    paths = write_report(result, str(out))
+    for key in ('report', 'json', 'csv', 'chart', 'differences'):
+        assert (out / paths[key].split('/')[-1]).is_file(), key
+    for label in ('fcn', 'ccnet_recurrence-1'):
+        for seed in (0, 1):
+            run = out / 'runs' / label / f'seed{seed}'
+            record = json.loads((run / 'run.json').read_text())
+            assert record['done'] and record['seed'] == seed and record['config']['randomness']['seed'] == seed
+            assert record['config']['model']['ignore_index'] == VOID  # from the dataset
+            assert record['config']['model']['num_classes'] == 11
+            metrics = json.loads((run / 'metrics.json').read_text())
+            assert len(metrics['per_image_counts']) == 3 and metrics['mIoU'] == metrics['metrics']['mIoU']
+    results = json.loads((out / 'results.json').read_text())
+    assert results['baseline'] == 'fcn' and results['classes'] == [f'c{i}' for i in range(11)]
+    assert results['schedule']['iters'] == 3 and results['schedule']['seeds'] == [0, 1]
+    assert results['schedule']['ignore_index'] == VOID
+    fcn, cc = results['models']
+    assert len(fcn['runs']) == len(cc['runs']) == 2 and fcn['difference'] is None
+    assert set(cc['difference']) == {'mean', 'std', 'low', 'high', 'n'} and cc['distinguishable'] in (True, False)
+    assert set(cc['class_difference']) == set(results['classes'])
+    assert fcn['summary']['mIoU']['n'] == 2  # mean, std and interval over the two seeds
+    seeds_miou = [r['mIoU'] for r in fcn['runs']]
+    assert fcn['summary']['mIoU']['mean'] == pytest.approx(np.mean(seeds_miou))
+    report = (out / 'report.md').read_text()
+    assert 'mIoU vs baseline' in report and 'Schedule (the same for every model)' in report
+    assert 'Machine:' in report and ('not distinguishable' in report or '[+' in report or '[-' in report)
+
+    # Run again with the same arguments: nothing is trained, every run is kept.
+    checkpoints = {p: p.stat().st_mtime_ns for p in out.glob('runs/*/seed*/*.pth')}
+    log = []
+    again = run_comparison(['fcn', 'ccnet:recurrence=1'], settings, log=log.append)
+    assert sum('finished earlier, kept' in line for line in log) == 4
+    assert not any('training' in line or 'resuming' in line for line in log)
+    assert {p: p.stat().st_mtime_ns for p in out.glob('runs/*/seed*/*.pth')} == checkpoints
+    assert again.models[1].difference.mean == pytest.approx(result.models[1].difference.mean)
+    # Another schedule in the same folder is an error, not an overwrite.
+    with pytest.raises(ValueError, match='holds a run of another configuration'):
+        run_comparison(['fcn'], CompareSettings(**{**settings.__dict__, 'iters': 4}), log=log.append)
