@@ -291,16 +291,17 @@ def test_backbone_plugin_still_rejects_an_incomplete_state(tmp_path):
 # The modules that shipped with their two configs; a module added later needs none to pass (its
 # configs are then skipped here, and test_configs.py builds any it gets).
 WITH_CONFIGS = ('cbam', 'coord', 'eca', 'gam', 'nam', 's2mlpv2', 'se', 'shuffle', 'simam', 'sk', 'soca')
-# Names whose NAME_r50-d8_* configs are those of a dedicated head, not of AttentionHead: the
-# 'nonlocal' configs are the Non-local network (NLHead), older than the plug-in of that name.
+# Names whose NAME_r50-d8_* configs are those of a method's head preset (configs/<name>/): the
+# 'nonlocal' configs are the Non-local network (NLHead: AttentionHead with the module 'nonlocal').
 DEDICATED_HEAD_CONFIGS = {'nonlocal': 'NLHead'}
 
 
 @pytest.mark.parametrize('name', sorted(set(NAMES) | set(WITH_CONFIGS)))
 def test_configs_of_every_module(name):
     assert name in NAMES, f'{name!r} has configs but is not registered'
-    cases = [(f'configs/{name}_r50-d8_4xb2-80k_cityscapes-512x1024.py', 19),
-             (f'configs/{name}_r50-d8_4xb4-80k_ade20k-512x512.py', 150)]
+    folder = name if name in DEDICATED_HEAD_CONFIGS else 'attention'
+    cases = [(f'configs/{folder}/{name}_r50-d8_4xb2-80k_cityscapes-512x1024.py', 19),
+             (f'configs/{folder}/{name}_r50-d8_4xb4-80k_ade20k-512x512.py', 150)]
     present = [os.path.isfile(os.path.join(ROOT, rel)) for rel, _ in cases]
     if name in DEDICATED_HEAD_CONFIGS:
         assert all(present), name
@@ -310,7 +311,7 @@ def test_configs_of_every_module(name):
             assert cfg.model.decode_head.num_classes == num_classes, rel
         return
     if name not in WITH_CONFIGS and not any(present):
-        pytest.skip(f'no configs for {name!r} (optional: copy configs/se_r50-d8_*.py)')
+        pytest.skip(f'no configs for {name!r} (optional: copy configs/attention/se_r50-d8_*.py)')
     assert all(present), f'{name!r}: missing {[rel for (rel, _), ok in zip(cases, present) if not ok]}'
     for rel, num_classes in cases:
         cfg = load_config(os.path.join(ROOT, rel))

@@ -11,11 +11,26 @@ from seg.registry import MODELS
 
 from .conftest import ROOT
 
-CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                 if '_base_' not in p)
 
 
 def test_there_are_configs():
     assert 'configs/ccnet_r50.py' in CONFIGS and 'configs/demo_ccnet.py' in CONFIGS
+    for method in ('ccnet', 'danet', 'nonlocal', 'fcn', 'attention'):  # grouped by method, each with a README
+        assert any(c.startswith(f'configs/{method}/') for c in CONFIGS), method
+        assert os.path.isfile(os.path.join(ROOT, 'configs', method, 'README.md')), method
+
+
+def test_r101_and_769_configs_inherit_their_siblings():
+    for config in CONFIGS:
+        text = open(os.path.join(ROOT, config)).read()
+        name = os.path.basename(config)
+        if '_r101-' in name:
+            assert f"_base_ = './{name.replace('_r101-', '_r50-')}'" in text, config
+            assert len(text.splitlines()) <= 4, config
+        elif name.endswith('769x769.py'):
+            assert f"'./{name.replace('769x769', '512x1024')}'" in text, config
 
 
 @pytest.mark.parametrize('config', CONFIGS)

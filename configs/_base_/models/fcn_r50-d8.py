@@ -6,7 +6,7 @@ model = dict(
     data_preprocessor=dict(type='SegDataPreprocessor', mean=(123.675, 116.28, 103.53),
                            std=(58.395, 57.12, 57.375), pad_val=0),
     backbone=dict(type='DilatedResNet', depth=50, deep_stem=True, output_stride=8, norm=norm,
-                  pretrained='timm'),
+                  pretrained='open-mmlab://resnet50_v1c'),
     decode_head=dict(type='FCNHead', in_channels=2048, channels=512, num_classes=19, num_convs=2,
                      concat_input=True, in_index=3, dropout=0.1, norm=norm),
     auxiliary_head=dict(type='FCNHead', in_channels=1024, channels=256, num_classes=19, num_convs=1,

@@ -1,0 +1,7 @@
+# GAM (Liu et al., 2021): channel MLP per pixel, then 7x7 convolutional spatial gate.
+# Attention head R-50-D8, Cityscapes 512x1024, 80k iterations (CCNet's recipe); see docs/attention.md.
+_base_ = [
+    '../_base_/models/attn_r50-d8.py', '../_base_/datasets/cityscapes.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k.py',
+]
+model = dict(decode_head=dict(attention=dict(type='gam')))

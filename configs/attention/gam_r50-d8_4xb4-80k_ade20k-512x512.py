@@ -1,0 +1,8 @@
+# GAM (Liu et al., 2021): channel MLP per pixel, then 7x7 convolutional spatial gate.
+# Attention head R-50-D8, ADE20K 512x512, 80k iterations (CCNet's recipe); see docs/attention.md.
+_base_ = [
+    '../_base_/models/attn_r50-d8.py', '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k.py',
+]
+model = dict(num_classes=150, decode_head=dict(num_classes=150, attention=dict(type='gam')),
+             auxiliary_head=dict(num_classes=150))

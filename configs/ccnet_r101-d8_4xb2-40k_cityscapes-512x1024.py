@@ -1,5 +1,0 @@
-_base_ = [
-    '_base_/models/ccnet_r50-d8.py', '_base_/datasets/cityscapes.py',
-    '_base_/default_runtime.py', '_base_/schedules/schedule_40k.py',
-]
-model = dict(backbone=dict(depth=101))

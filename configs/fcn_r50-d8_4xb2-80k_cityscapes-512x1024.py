@@ -1,4 +1,0 @@
-_base_ = [
-    '_base_/models/fcn_r50-d8.py', '_base_/datasets/cityscapes.py',
-    '_base_/default_runtime.py', '_base_/schedules/schedule_80k.py',
-]

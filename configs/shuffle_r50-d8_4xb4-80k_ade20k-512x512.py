@@ -1,8 +1,0 @@
-# Shuffle attention (SA-Net, Zhang & Yang, ICASSP 2021): 64 groups (512 % (2 * 64) == 0).
-# Attention head R-50-D8, ADE20K 512x512, 80k iterations (CCNet's recipe); see docs/attention.md.
-_base_ = [
-    '_base_/models/attn_r50-d8.py', '_base_/datasets/ade20k.py',
-    '_base_/default_runtime.py', '_base_/schedules/schedule_80k.py',
-]
-model = dict(num_classes=150, decode_head=dict(num_classes=150, attention=dict(type='shuffle', groups=64)),
-             auxiliary_head=dict(num_classes=150))
