@@ -4,10 +4,11 @@ Importing this package registers the datasets in ``DATASETS``, the transforms in
 ``seg_collate`` in mmengine's ``FUNCTIONS``.
 """
 from .ade20k import ADE20KDataset
-from .base import BaseSegDataset, CorruptFileError, generate_palette, read_image
+from .base import BaseSegDataset, CorruptFileError, read_image
 from .cityscapes import CityscapesDataset
 from .collate import seg_collate
 from .folder import FolderDataset
+from .palette import generate_palette
 from .sampler import SeededInfiniteSampler
 from .synthetic import SyntheticStreets, ensure_synthetic_split, render_street_scene
 from .transforms import (

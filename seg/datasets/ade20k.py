@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from seg.registry import DATASETS
 
-from .base import BaseSegDataset, generate_palette
+from .base import BaseSegDataset
+from .palette import ADE20K_PALETTE
 
 __all__ = ['ADE20KDataset']
 
@@ -55,7 +56,7 @@ class ADE20KDataset(BaseSegDataset):
         on_bad_file: ``'stop'`` or ``'skip'`` on an undecodable file (see :class:`BaseSegDataset`).
     """
 
-    METAINFO = {'classes': ADE20K_CLASSES, 'palette': generate_palette(len(ADE20K_CLASSES))}
+    METAINFO = {'classes': ADE20K_CLASSES, 'palette': list(ADE20K_PALETTE)}
     SPLITS = ('training', 'validation')
 
     def __init__(self, data_root: str, split: str = 'training', pipeline: Sequence[dict] | None = None,

@@ -23,29 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .reading import note_reading
+from .palette import generate_palette
+from seg.worker_reports import note_reading
 from .transforms import build_pipeline, reseed_pipeline
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['BaseSegDataset', 'CorruptFileError', 'generate_palette', 'read_image']
-
-
-def generate_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """A deterministic palette of well-separated colours (golden-ratio hue steps).
-
-    Args:
-        num_classes: Number of colours.
-
-    Returns:
-        ``num_classes`` RGB triples.
-    """
-    idx = np.arange(num_classes)
-    hsv = np.stack([(idx * 0.618033988749895 % 1.0) * 180,          # OpenCV hue in [0, 180)
-                    255 * (0.55 + 0.45 * (idx % 3) / 2),
-                    255 * (0.65 + 0.35 * (idx * 2 % 5) / 4)], axis=-1)
-    rgb = cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0]  # [1, N, 3] -> [N, 3]
-    return [tuple(int(c) for c in colour) for colour in rgb]
+__all__ = ['BaseSegDataset', 'CorruptFileError', 'read_image']
 
 
 class CorruptFileError(ValueError):
@@ -176,7 +160,7 @@ class BaseSegDataset(Dataset):
             raise ValueError(f'classes must be unique, got {list(classes)!r}')
         if palette is None:
             default = self.METAINFO.get('palette') or []
-            palette = default if len(default) == len(classes) else generate_palette(len(classes))
+            palette = default if len(default) == len(classes) else generate_palette(len(classes)).tolist()
         if (len(palette) != len(classes)
                 or not all(isinstance(c, Sequence) and len(c) == 3 and all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in c)
                            for c in palette)):

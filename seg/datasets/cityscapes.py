@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from seg.registry import DATASETS
 
 from .base import BaseSegDataset
+from .palette import CITYSCAPES_PALETTE
 
 __all__ = ['CityscapesDataset']
 
@@ -25,11 +26,6 @@ CITYSCAPES_CLASSES = (
     'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
     'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle',
     'bicycle')
-CITYSCAPES_PALETTE = [
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
-
 
 @DATASETS.register_module()
 class CityscapesDataset(BaseSegDataset):
@@ -44,7 +40,7 @@ class CityscapesDataset(BaseSegDataset):
         on_bad_file: ``'stop'`` or ``'skip'`` on an undecodable file (see :class:`BaseSegDataset`).
     """
 
-    METAINFO = {'classes': CITYSCAPES_CLASSES, 'palette': CITYSCAPES_PALETTE}
+    METAINFO = {'classes': CITYSCAPES_CLASSES, 'palette': list(CITYSCAPES_PALETTE)}
     SPLITS = ('train', 'val', 'test')
 
     def __init__(self, data_root: str, split: str = 'train', pipeline: Sequence[dict] | None = None,

@@ -1,4 +1,5 @@
-"""Which file each DataLoader worker is reading, kept in shared memory for crash reports.
+"""Which file each DataLoader worker is reading, kept in shared memory for crash reports (a bottom-layer
+module: the datasets record, the training and evaluation loops report).
 
 A worker killed by a signal (a segfault in a decoder, the OOM killer) takes its Python state with
 it; PyTorch then only says "DataLoader worker (pid 1234) exited unexpectedly". The datasets call
