@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .palette import generate_palette
 from seg.worker_reports import note_reading
+
+from .palette import generate_palette
 from .transforms import build_pipeline, reseed_pipeline
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 
-from seg.worker_reports import explain_worker_crash
 from seg.registry import LOOPS
+from seg.worker_reports import explain_worker_crash
 
 from .rng import isolated_rng, set_rng_state
 
