@@ -137,7 +137,7 @@ def test_literal_parser_refuses_code(text, found):
 
 
 def test_literal_parser_reads_pretty_text():
-    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'danet_r101-d8_4xb2-80k_cityscapes-769x769.py'))
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'danet', 'danet_r101-d8_4xb2-80k_cityscapes-769x769.py'))
     assert literal_config(cfg.pretty_text) == config_to_data(cfg)
 
 

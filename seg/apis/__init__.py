@@ -1,7 +1,12 @@
-"""User-level entry points: train, evaluate, infer (the tools are thin wrappers around these)."""
+"""User-level entry points (the tools are thin wrappers around these).
+
+``init_model`` / ``inference_model`` (mmsegmentation's names), ``train``, ``evaluate``,
+``infer_paths`` (folders, fast), ``convert_checkpoint`` (published mmsegmentation models),
+``run_comparison``, ``visualize_attention``, ``load_config``.
+"""
 from .config import load_config
 from .evaluate import evaluate
-from .inference import Segmenter, infer_paths
+from .inference import Predictor, infer_paths, inference_model, init_model
 from .train import train
 
-__all__ = ['Segmenter', 'evaluate', 'infer_paths', 'load_config', 'train']
+__all__ = ['Predictor', 'evaluate', 'infer_paths', 'inference_model', 'init_model', 'load_config', 'train']

@@ -1,19 +1,44 @@
-"""Inference on image files and folders: label, colour and overlay PNGs per image."""
+"""Inference: a checkpoint's model on images, one at a time or over folders, fast.
+
+* :func:`init_model` / :func:`inference_model`: mmsegmentation's two calls -- the segmentor of a
+  checkpoint in eval mode (fp32, as trained), and the label map of one image.
+* :class:`Predictor`: the model made fast for inference -- ``torch.inference_mode``, BatchNorm
+  folded into the convolutions, the precision and memory format of :mod:`seg.engine.precision`,
+  optionally ``torch.compile`` -- or an ONNX model through onnxruntime; images of one size batched.
+* :func:`infer_paths`: a folder (or one file) through a :class:`Predictor`: a DataLoader's workers
+  decode the images, same-size images are batched, and a thread writes ``<name>_label.png`` (class
+  ids), ``<name>_color.png`` and ``<name>_overlay.png``, so the model is never waiting for a file.
+  Unreadable files are skipped with a warning and counted.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from seg.datasets.base import CorruptFileError, read_image
+from seg.datasets.transforms import build_pipeline
+from seg.engine.config_data import config_from_data
+from seg.engine.precision import Precision, autocast, resolve_precision
 from seg.fileio import ensure_dir, output_path
+from seg.models.fuse import fold_batchnorm
 
 from .model_io import model_from_checkpoint
+
+__all__ = ['IMAGE_SUFFIXES', 'InferenceSummary', 'Predictor', 'infer_paths', 'inference_model', 'init_model',
+           'list_images', 'read_rgb']
 
 logger = logging.getLogger(__name__)
 
@@ -32,77 +57,264 @@ def list_images(path: str | os.PathLike) -> list[Path]:
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray | None:
     """RGB uint8 (H, W, 3) as the datasets read it (:func:`seg.datasets.read_image`); None when unreadable."""
-    from seg.datasets.base import CorruptFileError, read_image
-
     try:
         return read_image(os.fspath(path))
     except (CorruptFileError, FileNotFoundError):
         return None
 
 
-class Segmenter:
-    """A trained model with its test pipeline: ``segmenter(image_rgb) -> label map``."""
+def _test_pipeline(cfg) -> list:
+    dataset_cfg = (cfg.get('test_dataloader') or cfg.get('val_dataloader') or {}).get('dataset', {})
+    return list(dataset_cfg.get('pipeline') or [])
 
-    def __init__(self, ckpt: str, config: str | None = None, device: str | None = None,
-                 mode: str | None = None) -> None:
-        from seg.datasets.transforms import build_pipeline
 
+def init_model(ckpt: str, config: str | None = None, device: str = 'cpu') -> nn.Module:
+    """The segmentor of ``ckpt`` in eval mode on ``device`` (fp32, exactly as trained).
+
+    ``model(x, mode='tensor')`` gives logits at the input size; ``model.cfg`` is its config and
+    ``model.dataset_meta`` the classes and palette the checkpoint carries.
+    """
+    model, cfg, meta = model_from_checkpoint(ckpt, config, None, device)
+    model.cfg = cfg
+    model.dataset_meta = dict(meta.get('dataset_meta') or {})
+    return model
+
+
+def _run(model: nn.Module, images: list[np.ndarray], pipeline, precision: Precision | None = None) -> list[np.ndarray]:
+    """Label maps of same-pipeline images, one batch per distinct size after the pipeline."""
+    device = next(model.parameters()).device
+    samples = []
+    for image in images:
+        x = pipeline(image=image)['image']
+        samples.append((torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
+                        dict(ori_shape=image.shape[:2], img_shape=tuple(x.shape[:2]))))
+    out: list[np.ndarray | None] = [None] * len(images)
+    groups = defaultdict(list)
+    for i, (tensor, _) in enumerate(samples):
+        groups[tuple(tensor.shape)].append(i)
+    for indices in groups.values():
+        data = model.data_preprocessor(dict(inputs=[samples[i][0] for i in indices],
+                                            data_samples=[samples[i][1] for i in indices]), False)
+        inputs = data['inputs'].to(device)
+        if precision is not None and precision.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(precision or resolve_precision('fp32', device), device):
+            results = model.predict(inputs, data['data_samples'])
+        for i, r in zip(indices, results):
+            out[i] = r['pred_sem_seg'].cpu().numpy()
+    return out
+
+
+def inference_model(model: nn.Module, image: str | os.PathLike | np.ndarray) -> np.ndarray:
+    """The label map (int64, H x W at the image's size) of one image: a path or an RGB uint8 array.
+
+    Raises:
+        ValueError: an unreadable image file.
+    """
+    if not isinstance(image, np.ndarray):
+        path = image
+        image = read_rgb(path)
+        if image is None:
+            raise ValueError(f'cannot read image {os.fspath(path)!r}')
+    pipeline = getattr(model, '_test_pipeline', None)
+    if pipeline is None:
+        pipeline = model._test_pipeline = build_pipeline(_test_pipeline(model.cfg))
+    return _run(model, [image], pipeline)[0]
+
+
+class Predictor:
+    """A checkpoint's model (or an ONNX export of it) made fast for inference.
+
+    Args:
+        ckpt: the checkpoint (its config and classes come with it); unused with ``onnx``.
+        config: a config overriding the checkpoint's.
+        device: ``'cpu'``, ``'cuda'`` ... (default: CUDA when available).
+        mode: ``'whole'`` or ``'slide'`` to override the config's inference mode.
+        precision: ``'auto'`` (bf16 where the hardware has it, see :mod:`seg.engine.precision`),
+            ``'fp32'``, ``'bf16'`` or ``'fp16'``.
+        channels_last: ``'auto'`` (with bf16 / fp16), True or False.
+        fold_bn: fold the BatchNorms into the convolutions (exact up to rounding).
+        compile: ``torch.compile`` the network (its compile time is ``compile_seconds``, after the
+            first batch).
+        onnx: an ONNX file written by ``tools/export_onnx.py``: run it with onnxruntime instead.
+
+    Attributes:
+        classes, palette: of the checkpoint's dataset.
+        precision: the resolved :class:`seg.engine.precision.Precision` (None with ``onnx``).
+    """
+
+    def __init__(self, ckpt: str | None = None, config: str | None = None, device: str | None = None,
+                 mode: str | None = None, precision: str = 'auto', channels_last: bool | str = 'auto',
+                 fold_bn: bool = True, compile: bool = False, onnx: str | None = None) -> None:
+        self.compile_seconds: float | None = None
+        self.session = None
+        if onnx:
+            self._init_onnx(onnx)
+            return
         options = {'model.test_cfg.mode': mode} if mode else None
+        device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         self.model, self.cfg, meta = model_from_checkpoint(ckpt, config, options, device)
         self.device = next(self.model.parameters()).device
-        dataset_cfg = self.cfg.get('test_dataloader', self.cfg.val_dataloader).dataset
-        self.pipeline = build_pipeline(list(dataset_cfg.get('pipeline', [])))
+        self.precision = resolve_precision(precision, self.device, channels_last)
+        if fold_bn:
+            fold_batchnorm(self.model)
+        if self.precision.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if compile:
+            self.model.backbone = torch.compile(self.model.backbone)
+            self.model.decode_head = torch.compile(self.model.decode_head)
+            self._compile_pending = True
+        self.pipeline = build_pipeline(_test_pipeline(self.cfg))
         dataset_meta = meta.get('dataset_meta') or {}
-        self.classes = list(dataset_meta.get('classes') or range(self.model.num_classes))
+        self.num_classes = self.model.num_classes
+        self.classes = list(dataset_meta.get('classes') or range(self.num_classes))
         self.palette = dataset_meta.get('palette')
+        logger.info('inference with %s', self.precision.describe())
 
-    @torch.no_grad()
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """RGB uint8 (H, W, 3) -> int64 labels (H, W) at the image's size."""
-        h, w = image.shape[:2]
+    def _init_onnx(self, path: str) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        if 'seg_config' not in meta:
+            raise ValueError(f'{path} was not written by tools/export_onnx.py (no seg_config metadata)')
+        self.cfg = config_from_data(json.loads(meta['seg_config']), path)
+        dataset_meta = json.loads(meta.get('seg_dataset_meta', '{}'))
+        self.session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+        self.input_name = self.session.get_inputs()[0].name
+        self.pipeline = build_pipeline(_test_pipeline(self.cfg))
+        self.num_classes = int(self.cfg.model.num_classes)
+        self.classes = list(dataset_meta.get('classes') or range(self.num_classes))
+        self.palette = dataset_meta.get('palette')
+        self.precision = None
+        self.align_corners = bool(self.cfg.model.get('align_corners', False))
+        pre = self.cfg.model.get('data_preprocessor') or {}
+        self.mean = np.asarray(pre.get('mean', (123.675, 116.28, 103.53)), np.float32).reshape(1, 3, 1, 1)
+        self.std = np.asarray(pre.get('std', (58.395, 57.12, 57.375)), np.float32).reshape(1, 3, 1, 1)
+
+    def _onnx_labels(self, image: np.ndarray) -> np.ndarray:
         x = self.pipeline(image=image)['image']
-        inputs = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # [3, H', W']
-        sample = dict(ori_shape=(h, w), img_shape=tuple(x.shape[:2]))
-        out = self.model.test_step(dict(inputs=[inputs], data_samples=[sample]))
-        return out[0]['pred_sem_seg'].cpu().numpy()
+        inputs = (x.transpose(2, 0, 1)[None].astype(np.float32) - self.mean) / self.std  # [1, 3, H', W']
+        logits = torch.from_numpy(self.session.run(None, {self.input_name: inputs})[0])  # [1, K, H', W']
+        logits = torch.nn.functional.interpolate(logits, size=image.shape[:2], mode='bilinear',
+                                                 align_corners=self.align_corners)
+        return logits.argmax(1)[0].numpy()
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Label maps (int64, H x W at each image's size) of RGB uint8 images."""
+        if self.session is not None:
+            return [self._onnx_labels(image) for image in images]
+        start = time.perf_counter()
+        labels = _run(self.model, images, self.pipeline, self.precision)
+        if getattr(self, '_compile_pending', False):
+            self._compile_pending = False
+            self.compile_seconds = time.perf_counter() - start
+        return labels
+
+
+class _ImageFiles(Dataset):
+    """Image files decoded in DataLoader workers; an unreadable one comes back as ``None``."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None]:
+        return i, read_rgb(self.paths[i])
+
+
+def _as_is(item):
+    return item
+
+
+def _write(out: Path, stem: str, image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float) -> None:
+    from seg.visualization.overlay import overlay
+    from seg.visualization.palette import colorize
+
+    color = colorize(label, palette)
+    cv2.imwrite(str(output_path(out, f'{stem}_label.png')), label.astype(np.uint8 if label.max() < 256 else np.uint16))
+    cv2.imwrite(str(output_path(out, f'{stem}_color.png')), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(output_path(out, f'{stem}_overlay.png')), cv2.cvtColor(overlay(image, color, alpha),
+                                                                           cv2.COLOR_RGB2BGR))
 
 
 @dataclass
 class InferenceSummary:
+    """What a folder inference did: the files processed and skipped, and how fast."""
+
     processed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    compile_seconds: float | None = None
+    precision: str = ''
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.processed) / self.seconds if self.seconds else 0.0
 
 
-def infer_paths(ckpt: str, input_path: str, output_dir: str, config: str | None = None,
-                device: str | None = None, mode: str | None = None, alpha: float = 0.5) -> InferenceSummary:
+def infer_paths(ckpt: str | None, input_path: str, output_dir: str, config: str | None = None,
+                device: str | None = None, mode: str | None = None, alpha: float = 0.5, batch_size: int = 4,
+                num_workers: int = 2, precision: str = 'auto', channels_last: bool | str = 'auto',
+                fold_bn: bool = True, compile: bool = False, onnx: str | None = None,
+                progress: bool = True) -> InferenceSummary:
     """Segment every image under ``input_path``; write ``<stem>_label.png`` (class ids),
-    ``<stem>_color.png`` and ``<stem>_overlay.png`` into ``output_dir``. Unreadable images are skipped
-    with a warning and listed in the summary."""
-    from seg.visualization.overlay import overlay
-    from seg.visualization.palette import colorize, get_palette
+    ``<stem>_color.png`` and ``<stem>_overlay.png`` into ``output_dir`` (``<stem>``: the path below
+    ``input_path`` with ``/`` as ``__``).
 
+    Args: see :class:`Predictor`; ``batch_size`` images of one size go through the model at once,
+        ``num_workers`` DataLoader workers decode the files (0: the main process).
+
+    Raises:
+        FileNotFoundError: no such input, or no image in it.
+        NotADirectoryError: ``output_dir`` (or a parent) is a file.
+    """
+    from seg.visualization.palette import get_palette
+
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(f'batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}')
     paths = list_images(input_path)
     if not paths:
         raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) under {input_path!r}')
     out = ensure_dir(output_dir)
-    segmenter = Segmenter(ckpt, config, device, mode)
-    palette = (np.asarray(segmenter.palette, dtype=np.uint8) if segmenter.palette is not None
-               else get_palette(segmenter.model.num_classes))
+    predictor = Predictor(ckpt, config, device, mode, precision, channels_last, fold_bn, compile, onnx)
+    palette = (np.asarray(predictor.palette, dtype=np.uint8) if predictor.palette is not None
+               else get_palette(predictor.num_classes))
     root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
-    summary = InferenceSummary()
-    for path in tqdm(paths, desc='infer', unit='img', dynamic_ncols=True):
-        image = read_rgb(path)
-        if image is None:
-            logger.warning('skipping %s: not a readable image', path)
-            summary.skipped.append(str(path))
-            continue
-        label = segmenter(image)
-        stem = str(path.relative_to(root).with_suffix('')).replace(os.sep, '__')
-        color = colorize(label, palette)
-        cv2.imwrite(str(output_path(out, f'{stem}_label.png')),
-                    label.astype(np.uint8 if label.max() < 256 else np.uint16))
-        cv2.imwrite(str(output_path(out, f'{stem}_color.png')), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(output_path(out, f'{stem}_overlay.png')),
-                    cv2.cvtColor(overlay(image, color, alpha), cv2.COLOR_RGB2BGR))
-        summary.processed.append(str(path))
+    stems = [str(p.relative_to(root).with_suffix('')).replace(os.sep, '__') for p in paths]
+    loader = DataLoader(_ImageFiles(paths), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
+                        prefetch_factor=2 * batch_size if num_workers else None)
+    summary = InferenceSummary(precision=predictor.precision.describe() if predictor.precision else 'onnxruntime')
+    pending: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    writes: list[Future] = []
+    start = time.perf_counter()
+
+    def flush(key: tuple, writer: ThreadPoolExecutor) -> None:
+        batch = pending.pop(key)
+        labels = predictor([image for _, image in batch])
+        for (i, image), label in zip(batch, labels):
+            writes.append(writer.submit(_write, out, stems[i], image, label, palette, alpha))
+            summary.processed.append(str(paths[i]))
+        while len(writes) > 4 * batch_size:  # bound what waits for the writer: memory stays flat
+            writes.pop(0).result()
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for i, image in tqdm(loader, total=len(paths), desc='infer', unit='img', dynamic_ncols=True,
+                             disable=not progress):
+            if image is None:
+                logger.warning('skipping %s: not a readable image', paths[i])
+                summary.skipped.append(str(paths[i]))
+                continue
+            key = image.shape
+            pending[key].append((i, image))
+            if len(pending[key]) >= batch_size:
+                flush(key, writer)
+        for key in list(pending):
+            flush(key, writer)
+        for f in writes:
+            f.result()
+    summary.seconds = time.perf_counter() - start
+    summary.compile_seconds = predictor.compile_seconds
     return summary

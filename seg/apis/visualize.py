@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from seg.datasets.transforms import build_pipeline
 from seg.fileio import ensure_dir, output_path
 from seg.visualization.attention import (
     AttentionRecorder,
@@ -24,7 +25,7 @@ from seg.visualization.attention import (
 from seg.visualization.overlay import overlay, side_by_side
 from seg.visualization.palette import colorize, get_palette
 
-from .inference import Segmenter, read_rgb
+from .inference import _test_pipeline, init_model, read_rgb
 
 __all__ = ['parse_point', 'visualize_attention']
 
@@ -101,12 +102,13 @@ def visualize_attention(ckpt: str, image_path: str, out_dir: str, points: Sequen
         if not (0 <= x < ori_w and 0 <= y < ori_h):
             raise ValueError(f'point ({x}, {y}) is outside the {ori_w}x{ori_h} (width x height) image {image_path!r}')
     ensure_dir(out_dir)
-    seg = Segmenter(ckpt, config, device, mode='whole')
-    model = seg.model
-    x = seg.pipeline(image=image)['image']
+    model = init_model(ckpt, config, device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    model.test_cfg['mode'] = 'whole'
+    device = next(model.parameters()).device
+    x = build_pipeline(_test_pipeline(model.cfg))(image=image)['image']
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # [3, H', W']
     data = model.data_preprocessor(dict(inputs=[tensor], data_samples=[dict(ori_shape=(ori_h, ori_w))]), False)
-    inputs, samples = data['inputs'].to(seg.device), data['data_samples']
+    inputs, samples = data['inputs'].to(device), data['data_samples']
     geom = Geometry(ori=(ori_h, ori_w), img=tuple(samples[0]['img_shape']), pad=tuple(inputs.shape[-2:]))
 
     recorder = AttentionRecorder(model)
@@ -118,8 +120,9 @@ def visualize_attention(ckpt: str, image_path: str, out_dir: str, points: Sequen
                       interpolation=cv2.INTER_NEAREST)  # [H, W]
 
     stem = osp.splitext(osp.basename(image_path))[0]
-    palette = np.asarray(seg.palette, dtype=np.uint8) if seg.palette is not None else get_palette(model.num_classes)
-    classes = [str(c) for c in seg.classes]
+    meta = model.dataset_meta
+    palette = np.asarray(meta['palette'], dtype=np.uint8) if meta.get('palette') else get_palette(model.num_classes)
+    classes = [str(c) for c in (meta.get('classes') or range(model.num_classes))]
     result: dict[str, list[str]] = {'prediction': [], 'attention': [], 'gradcam': [], 'manifest': []}
     pred_path = write_rgb(str(output_path(out_dir, f'{stem}_prediction.png')),
                           side_by_side(image, overlay(image, colorize(pred, palette)), gap=4))

@@ -96,7 +96,8 @@ def load_state_into(model: torch.nn.Module, state: dict, ckpt_path: str, config_
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
             hint = ''
-            if key.endswith(('cls.1.weight', 'cls.1.bias', 'conv_seg.weight', 'conv_seg.bias')):
+            if key.endswith(('cls.1.weight', 'cls.1.bias', 'conv_seg.weight', 'conv_seg.bias')) \
+                    and value.shape[0] != own[key].shape[0]:
                 hint = (f': the checkpoint predicts {value.shape[0]} classes but {config_name} '
                         f'builds {own[key].shape[0]} (model.num_classes)')
             raise ValueError(f'checkpoint {ckpt_path!r} does not fit {config_name}: {key} has shape '

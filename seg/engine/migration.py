@@ -14,7 +14,7 @@ __all__ = ['RENAMES', 'migrate_state_dict']
 RENAMES: list[tuple[str, str]] = [
     # Until 0.1.0 the recurrent criss-cross module wrapped one pass in a ``cca`` submodule; the
     # module now holds its query / key / value / gamma itself.
-    (r'(^|\.)cca\.(query|key|value|gamma)\b', r'\1\2'),
+    (r'(^|\.)cca\.((?:query|key|value)\.(?:weight|bias)|gamma)$', r'\1\2'),
 ]
 """``(pattern, replacement)`` pairs, applied in order with :func:`re.sub` (first match wins)."""
 

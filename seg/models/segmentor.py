@@ -107,7 +107,7 @@ class EncoderDecoder(BaseModel):
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
-            return resize(self.forward_logits(inputs)['out'], inputs.shape[-2:], self.align_corners)
+            return resize(self.forward_logits(inputs)['out'].float(), inputs.shape[-2:], self.align_corners)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def loss(self, inputs: Tensor, data_samples: list[dict]) -> dict[str, Tensor]:
@@ -165,7 +165,7 @@ class EncoderDecoder(BaseModel):
         """Logits at the input size, by whole-image or sliding-window inference."""
         if self.test_cfg.get('mode', 'whole') == 'slide':
             return self.slide_inference(inputs)
-        return resize(self.forward_logits(inputs)['out'], inputs.shape[-2:], self.align_corners)
+        return resize(self.forward_logits(inputs)['out'].float(), inputs.shape[-2:], self.align_corners)
 
     def slide_inference(self, inputs: Tensor) -> Tensor:
         """Overlapping crops (``crop_size``, ``stride``), logits averaged where crops overlap."""

@@ -14,7 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ['read_weights_file', 'state_dict_of']
+__all__ = ['OPEN_MMLAB', 'open_mmlab_file', 'read_weights_file', 'state_dict_of']
+
+OPEN_MMLAB = {
+    'resnet50_v1c': 'https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth',
+    'resnet101_v1c': 'https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth',
+}
+"""``open-mmlab://NAME`` -> the URL of mmcv's ImageNet weights (the ResNetV1c the published recipes start from)."""
 
 
 def read_weights_file(path: str | os.PathLike, what: str = 'weights file') -> Any:
@@ -61,3 +67,39 @@ def state_dict_of(obj: Any, source: str) -> dict[str, Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f'{source!r} holds a {type(obj).__name__}, expected a state dict of tensors')
     return obj
+
+
+def open_mmlab_file(uri: str, timeout: float = 20.0) -> Path:
+    """The local file of ``open-mmlab://NAME``: in torch's hub cache, downloaded there when missing.
+
+    The file lands in ``<torch.hub.get_dir()>/checkpoints/`` under the name in its URL (whose suffix
+    is a prefix of its SHA-256, checked on download), where mmcv / mmengine put it too, so a copy made
+    on a machine with network can be placed there by hand.
+
+    Raises:
+        ValueError: an unknown name (the known ones are listed).
+        RuntimeError: it is not cached and cannot be downloaded (the URL and the cache path are named).
+    """
+    import socket
+
+    name = uri[len('open-mmlab://'):] if uri.startswith('open-mmlab://') else uri
+    if name not in OPEN_MMLAB:
+        raise ValueError(f'unknown weights {uri!r}; known: {", ".join("open-mmlab://" + n for n in OPEN_MMLAB)}')
+    url = OPEN_MMLAB[name]
+    cache = Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[1]
+    if cache.is_file():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + '.part')
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=cache.stem.rsplit('-', 1)[-1], progress=False)
+        os.replace(tmp, cache)
+    except Exception as exc:  # noqa: BLE001 - offline, refused, bad hash: say what to do
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f'could not download {uri} from {url} ({type(exc).__name__}: {exc}). Offline? Put the file '
+                           f'at {cache}, or set model.backbone.pretrained to a local ResNetV1c file or None') from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    return cache

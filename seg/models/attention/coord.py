@@ -33,6 +33,7 @@ class CoordAttention(AttentionModule):
     """
 
     attention_maps = {'gate_h': 'spatial', 'gate_w': 'spatial'}
+    conv_bn_pairs = (('conv1', 'bn1'),)  # folded for inference (seg.models.fuse)
 
     @classmethod
     def param_count(cls, channels: int, reduction: int = 32, min_channels: int = 8) -> int:

@@ -35,6 +35,7 @@ class GAM(AttentionModule):
     """
 
     attention_maps = {'channel_gate': 'channel', 'spatial_gate': 'spatial'}
+    conv_bn_pairs = (('conv1', 'bn1'), ('conv2', 'bn2'))  # folded for inference (seg.models.fuse)
 
     @classmethod
     def param_count(cls, channels: int, rate: int = 4, spatial_kernel: int = 7, groups: int = 1) -> int:

@@ -55,6 +55,7 @@ class NonLocal(AttentionModule):
     """
 
     attention_maps = {'': 'input'}
+    conv_bn_pairs = (('conv_out', 'norm'),)  # folded for inference (seg.models.fuse)
 
     @classmethod
     def param_count(cls, channels: int, reduction: int = 2, mode: str = 'embedded_gaussian',

@@ -13,7 +13,8 @@ import os
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
-from seg.models.weights import read_weights_file, state_dict_of
+from seg.models.convert import is_mmcv_resnet_layout, mmcv_backbone
+from seg.models.weights import open_mmlab_file, read_weights_file, state_dict_of
 from seg.registry import MODELS
 
 logger = logging.getLogger(__name__)
@@ -112,23 +113,32 @@ class DilatedResNet(nn.Module):
 
     # ----------------------------------------------------------------- weights
     def load_pretrained(self, pretrained: str) -> None:
-        """Load ImageNet weights from a file or from timm; report what does not match, once."""
+        """Load ImageNet weights: ``'open-mmlab://resnet50_v1c'`` (mmcv's, as the published recipes), a
+        local file, or ``'timm'``; report what does not match, once."""
         if pretrained == 'timm':
             state = _timm_state_dict(timm_name(self.depth, self.deep_stem, self.avg_down))
         else:
-            if not os.path.isfile(pretrained):
+            path = open_mmlab_file(pretrained) if pretrained.startswith('open-mmlab://') else pretrained
+            if not os.path.isfile(path):
                 raise FileNotFoundError(f'pretrained weights file {pretrained!r} does not exist; give a local file, '
-                                        "'timm' (needs network or a filled hub cache) or None")
-            state = state_dict_of(read_weights_file(pretrained, 'pretrained weights file'), pretrained)
+                                        "'open-mmlab://resnet50_v1c', 'timm' (needs network or a filled hub cache) "
+                                        'or None')
+            state = state_dict_of(read_weights_file(path, 'pretrained weights file'), pretrained)
         self.load_backbone_state(state, source=pretrained)
 
     def load_backbone_state(self, state: dict[str, Tensor], source: str = 'state dict') -> None:
-        """Map a timm / torchvision ResNet state dict (conv1, bn1, layer1..4) onto this module."""
-        mapped = {}
+        """Map a timm / torchvision (conv1, bn1, layer1..4) or mmcv (stem.0..7, layer1..4) ResNet state dict
+        onto this module."""
+        stripped = {}
         for key, value in state.items():
             for prefix in ('module.', 'backbone.', 'model.'):
                 if key.startswith(prefix):
                     key = key[len(prefix):]
+            stripped[key] = value
+        if is_mmcv_resnet_layout(stripped):
+            stripped = mmcv_backbone(stripped)
+        mapped = {}
+        for key, value in stripped.items():
             if key.startswith(('fc.', 'head.')):
                 continue
             if key.startswith(('conv1', 'bn1')):

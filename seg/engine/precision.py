@@ -1,0 +1,95 @@
+"""Numeric precision and memory format of a run, chosen by what the hardware runs fast.
+
+``precision`` is one of :data:`PRECISIONS`: ``'fp32'``; ``'bf16'`` (autocast to bfloat16, no loss
+scaling); ``'fp16'`` (autocast to float16 with a gradient scaler in training; CUDA only); ``'auto'``:
+bf16 where the hardware has native bfloat16 arithmetic -- CPUs with AVX512-BF16 or AMX, NVIDIA GPUs
+of compute capability 8.0 (Ampere) and newer -- and fp32 elsewhere, where emulated bf16 is slower
+than fp32. ``channels_last`` is ``'auto'`` (on whenever the precision is bf16 / fp16: oneDNN's and
+cuDNN's low-precision convolutions run in NHWC), ``True`` or ``False``.
+
+The attention ops keep their softmax statistics in float32 under autocast
+(:mod:`seg.ops`), which is what keeps the bf16 heads within the tolerance the tests check.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ['PRECISIONS', 'Precision', 'autocast', 'cpu_bf16_flags', 'resolve_precision']
+
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The CPU's native-bfloat16 feature flags (``avx512_bf16``, ``amx_bf16``) from /proc/cpuinfo."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+                    return tuple(sorted(flags & {'avx512_bf16', 'amx_bf16'}))
+    except OSError:
+        pass
+    return ()
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved choice: ``name`` ('fp32', 'bf16', 'fp16'), ``channels_last``, and why."""
+
+    name: str
+    channels_last: bool
+    reason: str
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype (None for fp32)."""
+        return _DTYPES[self.name]
+
+    def describe(self) -> str:
+        return f'precision {self.name}, {"channels-last" if self.channels_last else "contiguous (NCHW)"} ({self.reason})'
+
+
+def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu',
+                      channels_last: bool | str = 'auto') -> Precision:
+    """Turn a requested precision and memory format into the ones to run with on ``device``.
+
+    Raises:
+        ValueError: an unknown precision, or fp16 on a device without CUDA.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {requested!r}')
+    device = torch.device(device)
+    if requested == 'auto':
+        if device.type == 'cuda':
+            major, _ = torch.cuda.get_device_capability(device)
+            native = major >= 8
+            why = f'auto: {torch.cuda.get_device_name(device)} is {"" if native else "not "}Ampere or newer'
+        else:
+            flags = cpu_bf16_flags()
+            native = bool(flags)
+            why = f'auto: this CPU has {", ".join(flags)}' if native else 'auto: this CPU has no native bf16'
+        name = 'bf16' if native else 'fp32'
+    else:
+        name, why = requested, 'requested'
+        if name == 'fp16' and device.type != 'cuda':
+            raise ValueError('fp16 mixed precision needs a CUDA device; use bf16 (or auto) on CPU')
+    if channels_last == 'auto':
+        last = name != 'fp32'
+    elif isinstance(channels_last, bool):
+        last = channels_last
+    else:
+        raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
+    return Precision(name, last, why)
+
+
+def autocast(precision: Precision, device: str | torch.device):
+    """The autocast context of ``precision`` on ``device`` (a no-op for fp32)."""
+    if precision.dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=precision.dtype)
