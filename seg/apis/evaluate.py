@@ -1,75 +1,23 @@
-"""Evaluation of a checkpoint on its config's validation set."""
+"""Evaluation of a checkpoint on its config's validation (or test) set, and benchmark-ready results files."""
 from __future__ import annotations
 
 import json
 import os
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seg.engine.loops import report_worker_crash
-from seg.fileio import ensure_dir
+from seg.engine.precision import autocast, resolve_precision
+from seg.fileio import ensure_dir, output_path
 from seg.registry import DATASETS, METRICS
 
+from .inference import fast_model
 from .model_io import model_from_checkpoint
 
-
-def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out: str | None = None,
-             device: str | None = None, cfg_options: dict | None = None, split: str = 'val',
-             num_workers: int = 2, plots: str | None = None) -> dict:
-    """Evaluate ``ckpt`` (its stored config unless ``config`` is given) and return the metrics.
-
-    Args:
-        ckpt: checkpoint path.
-        config: optional config path overriding the checkpoint's own.
-        mode: 'whole' or 'slide' to override ``model.test_cfg.mode``.
-        out: optional JSON path for the metrics (summary, per class, confusion matrix).
-        split: 'val' (``val_dataloader``) or 'test' (``test_dataloader``).
-        plots: optional folder for ``confusion_matrix.png`` (row-normalised) and ``per_class_iou.png``.
-    """
-    from seg.datasets.collate import seg_collate
-    from seg.evaluation.metrics import format_table
-
-    options = dict(cfg_options or {})
-    if mode is not None:
-        if mode not in ('whole', 'slide'):
-            raise ValueError(f"--mode must be 'whole' or 'slide', got {mode!r}")
-        options['model.test_cfg.mode'] = mode
-    model, cfg, _ = model_from_checkpoint(ckpt, config, options, device)
-    if model.test_cfg.get('mode') == 'slide' and not {'crop_size', 'stride'} <= set(model.test_cfg):
-        raise ValueError('slide inference needs model.test_cfg.crop_size and model.test_cfg.stride '
-                         "(e.g. --cfg-options model.test_cfg.crop_size='(512,1024)' ...)")
-    loader_key = f'{split}_dataloader'
-    if loader_key not in cfg:
-        raise ValueError(f'the config has no {loader_key!r}; valid splits: val, test')
-    dataset = DATASETS.build(cfg[loader_key].dataset)
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers,
-                        collate_fn=seg_collate)
-    evaluator_cfg = cfg.get(f'{split}_evaluator', cfg.get('val_evaluator'))
-    metric = METRICS.build(evaluator_cfg)
-    metric.dataset_meta = dataset.metainfo
-    images: list[str] = []
-    with torch.no_grad(), report_worker_crash():
-        for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
-            metric.process(batch, model.test_step(batch))
-            images += [s.get('img_path', '') for s in batch['data_samples']]
-    per_image = per_image_counts(metric.results, metric.collect_confusion)
-    results = metric.evaluate(len(dataset))
-    print(format_table(metric.last_metrics, list(dataset.metainfo['classes'])))
-    if out:
-        if os.path.isdir(out):
-            raise IsADirectoryError(f'--out {out!r} is a folder; give the path of the JSON file to write')
-        ensure_dir(os.path.dirname(os.path.abspath(out)), 'folder of --out')
-        payload = dict(mIoU=results['mIoU'], aAcc=results['aAcc'], mAcc=results['mAcc'], checkpoint=ckpt,
-                       metrics=results, classes=list(dataset.metainfo['classes']),
-                       confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
-                       images=images, per_image_counts=per_image.tolist())
-        with open(out, 'w') as f:
-            json.dump(payload, f, indent=2)
-    if plots:
-        _write_plots(metric, list(dataset.metainfo['classes']), plots)
-    return results
+__all__ = ['evaluate', 'per_image_counts']
 
 
 def per_image_counts(results: list[torch.Tensor], confusion: bool) -> torch.Tensor:
@@ -82,11 +30,145 @@ def per_image_counts(results: list[torch.Tensor], confusion: bool) -> torch.Tens
     return torch.stack(rows).to(torch.int64)
 
 
+def _dataset_cfg(cfg, split: str) -> dict:
+    loader_key = f'{split}_dataloader'
+    if loader_key not in cfg:
+        raise ValueError(f'the config has no {loader_key!r}; valid splits: val, test')
+    dataset = dict(cfg[loader_key].dataset)
+    # Configs point test_dataloader at the val split (labelled); the test split of a dataset that has
+    # one (Cityscapes: images only, labels withheld) is asked for by name.
+    if split == 'test' and 'test' in getattr(DATASETS.get(dataset['type']), 'SPLITS', ()):
+        dataset['split'] = 'test'
+    return dataset
+
+
+def _write_result(result: dict, dataset, out_dir: str) -> None:
+    """Benchmark files: Cityscapes labelIds ``<name>_leftImg8bit.png``; otherwise class-index PNGs
+    (plus 1 when the dataset reduces the zero label, as ADE20K's server expects)."""
+    from seg.datasets import CityscapesDataset
+    from seg.evaluation.cityscapes import write_result
+
+    pred = result['pred_sem_seg'].cpu().numpy()
+    if isinstance(dataset, CityscapesDataset):
+        write_result(pred, result['img_path'], out_dir)
+        return
+    labels = pred + 1 if dataset.reduce_zero_label else pred
+    name = os.path.splitext(os.path.basename(result['img_path']))[0] + '.png'
+    import cv2
+
+    cv2.imwrite(str(output_path(out_dir, name)), labels.astype(np.uint8 if labels.max() < 256 else np.uint16))
+
+
+def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out: str | None = None,
+             device: str | None = None, cfg_options: dict | None = None, split: str = 'val',
+             num_workers: int = 2, plots: str | None = None, tta: bool | dict | None = None,
+             format_only: bool = False, out_dir: str | None = None, precision: str = 'auto',
+             channels_last: bool | str = 'auto', fold_bn: bool = True) -> dict:
+    """Evaluate ``ckpt`` (its stored config unless ``config`` is given) and return the metrics.
+
+    Args:
+        ckpt: checkpoint path.
+        config: optional config path overriding the checkpoint's own.
+        mode: 'whole' or 'slide' to override ``model.test_cfg.mode``.
+        out: optional JSON path for the metrics (a top-level ``mIoU``; per class; the confusion matrix;
+            the per-image pixel counts a comparison's bootstrap needs).
+        split: 'val' (``val_dataloader``) or 'test' (``test_dataloader``; a dataset's own test split,
+            e.g. Cityscapes' unlabelled test images, where it has one).
+        plots: optional folder for ``confusion_matrix.png`` (row-normalised) and ``per_class_iou.png``.
+        tta: multi-scale + flip test-time augmentation (:mod:`seg.models.tta`): True for the default
+            ratios, or ``dict(ratios=[...], flip=True)``; default ``model.test_cfg.tta``.
+        format_only: only write the results files to ``out_dir`` (no metric: the test split has no labels).
+        out_dir: where the results files go (Cityscapes: labelId PNGs for the test server).
+        precision: 'auto' (bf16 where the hardware has it), 'fp32', 'bf16' or 'fp16' (CUDA).
+        channels_last: 'auto' (with bf16 / fp16), True or False.
+        fold_bn: fold the BatchNorms into the convolutions (exact up to rounding).
+
+    Returns:
+        The metrics (percent), or ``{}`` with ``format_only``.
+    """
+    from seg.datasets.collate import seg_collate
+    from seg.evaluation.metrics import format_table
+    from seg.models.tta import DEFAULT_RATIOS, tta_probabilities
+
+    options = dict(cfg_options or {})
+    if mode is not None:
+        if mode not in ('whole', 'slide'):
+            raise ValueError(f"--mode must be 'whole' or 'slide', got {mode!r}")
+        options['model.test_cfg.mode'] = mode
+    if format_only and not out_dir:
+        raise ValueError('format_only needs out_dir: the folder the results files go to')
+    if out and os.path.isdir(out):
+        raise IsADirectoryError(f'--out {out!r} is a folder; give the path of the JSON file to write')
+    for folder, what in ((out_dir, '--out-dir'), (plots, 'plots folder'),
+                         (os.path.dirname(os.path.abspath(out)) if out else None, 'folder of --out')):
+        if folder:
+            ensure_dir(folder, what)
+    model, cfg, _ = model_from_checkpoint(ckpt, config, options, device)
+    if model.test_cfg.get('mode') == 'slide' and not {'crop_size', 'stride'} <= set(model.test_cfg):
+        raise ValueError('slide inference needs model.test_cfg.crop_size and model.test_cfg.stride '
+                         "(e.g. --cfg-options model.test_cfg.crop_size='(512,1024)' ...)")
+    tta = model.test_cfg.get('tta') if tta is None else tta
+    tta = dict(ratios=DEFAULT_RATIOS, flip=True) if tta is True else (dict(tta) if tta else None)
+    dev = next(model.parameters()).device
+    chosen = resolve_precision(precision, dev, channels_last)
+    model = fast_model(model, chosen, fold_bn)
+    print(f'evaluating with {chosen.describe()}' + (f', TTA {tta}' if tta else ''))
+    dataset_cfg = _dataset_cfg(cfg, split)
+    if tta:
+        dataset_cfg['pipeline'] = []  # the ratios act on the original image
+    dataset = DATASETS.build(dataset_cfg)
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=seg_collate)
+    metric = None
+    if not format_only:
+        metric = METRICS.build(cfg.get(f'{split}_evaluator', cfg.get('val_evaluator')))
+        metric.dataset_meta = dataset.metainfo
+    images: list[str] = []
+    with torch.inference_mode(), autocast(chosen, dev), report_worker_crash():
+        for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
+            if tta:
+                results = []
+                for image, sample in zip(batch['inputs'], batch['data_samples']):
+                    probs = tta_probabilities(model, image.permute(1, 2, 0).numpy(), tta.get('ratios', DEFAULT_RATIOS),
+                                              tta.get('flip', True))
+                    gt = sample.get('gt_sem_seg')
+                    if gt is not None and tuple(gt.shape) != tuple(probs.shape[1:]):
+                        probs = torch.nn.functional.interpolate(probs[None], size=gt.shape, mode='bilinear',
+                                                                align_corners=model.align_corners)[0]
+                    results.append(dict(sample, pred_sem_seg=probs.argmax(0)))
+            else:
+                data = model.data_preprocessor(batch, False)
+                inputs = data['inputs']
+                if chosen.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                results = model.predict(inputs, data['data_samples'])
+            if out_dir:
+                for r in results:
+                    _write_result(r, dataset, out_dir)
+            if metric is not None:
+                metric.process(batch, results)
+            images += [s.get('img_path', '') for s in batch['data_samples']]
+    if metric is None:
+        print(f'wrote {len(images)} results files to {out_dir}')
+        return {}
+    counts = per_image_counts(metric.results, metric.collect_confusion)
+    results = metric.evaluate(len(dataset))
+    print(format_table(metric.last_metrics, list(dataset.metainfo['classes'])))
+    if out:
+        payload = dict(mIoU=results['mIoU'], aAcc=results['aAcc'], mAcc=results['mAcc'], checkpoint=ckpt,
+                       precision=chosen.name, tta=tta, metrics=results, classes=list(dataset.metainfo['classes']),
+                       confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
+                       images=images, per_image_counts=counts.tolist())
+        with open(out, 'w') as f:
+            json.dump(payload, f, indent=1)
+    if plots:
+        _write_plots(metric, list(dataset.metainfo['classes']), plots)
+    return results
+
+
 def _write_plots(metric, classes: list, folder: str) -> None:
     """The confusion matrix (when the metric kept it) and the per-class IoU bars of an evaluation."""
     from seg.visualization.plots import plot_confusion_matrix, plot_per_class_iou
 
-    ensure_dir(folder, 'plots folder')
     written = [plot_per_class_iou(metric.last_metrics['IoU'].tolist(), classes,
                                   os.path.join(folder, 'per_class_iou.png'))]
     if metric.last_confusion is not None:

@@ -37,8 +37,8 @@ from seg.models.fuse import fold_batchnorm
 
 from .model_io import model_from_checkpoint
 
-__all__ = ['IMAGE_SUFFIXES', 'InferenceSummary', 'Predictor', 'infer_paths', 'inference_model', 'init_model',
-           'list_images', 'read_rgb']
+__all__ = ['IMAGE_SUFFIXES', 'InferenceSummary', 'Predictor', 'fast_model', 'infer_paths', 'inference_model',
+           'init_model', 'list_images', 'read_rgb']
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,20 @@ def init_model(ckpt: str, config: str | None = None, device: str = 'cpu') -> nn.
     model, cfg, meta = model_from_checkpoint(ckpt, config, None, device)
     model.cfg = cfg
     model.dataset_meta = dict(meta.get('dataset_meta') or {})
+    return model
+
+
+def fast_model(model: nn.Module, precision: Precision, fold_bn: bool = True, compile: bool = False) -> nn.Module:
+    """``model`` (in eval mode) made fast for inference, in place: BatchNorm folded into the convolutions,
+    the memory format of ``precision``, and ``torch.compile`` of backbone and heads when asked."""
+    model.eval()
+    if fold_bn:
+        fold_batchnorm(model)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model.backbone = torch.compile(model.backbone)
+        model.decode_head = torch.compile(model.decode_head)
     return model
 
 
@@ -156,14 +170,8 @@ class Predictor:
         self.model, self.cfg, meta = model_from_checkpoint(ckpt, config, options, device)
         self.device = next(self.model.parameters()).device
         self.precision = resolve_precision(precision, self.device, channels_last)
-        if fold_bn:
-            fold_batchnorm(self.model)
-        if self.precision.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if compile:
-            self.model.backbone = torch.compile(self.model.backbone)
-            self.model.decode_head = torch.compile(self.model.decode_head)
-            self._compile_pending = True
+        self.model = fast_model(self.model, self.precision, fold_bn, compile)
+        self._compile_pending = compile
         self.pipeline = build_pipeline(_test_pipeline(self.cfg))
         dataset_meta = meta.get('dataset_meta') or {}
         self.num_classes = self.model.num_classes

@@ -38,6 +38,12 @@ def _check(q: Tensor, k: Tensor, v: Tensor) -> None:
                          f'{tuple(q.shape)}, got {tuple(v.shape)}')
 
 
+def _self_mask(h: int, device: torch.device) -> Tensor:
+    """(H, H) booleans, True on the diagonal: position i against itself."""
+    idx = torch.arange(h, device=device)
+    return idx[:, None] == idx[None, :]
+
+
 def criss_cross_weights(q: Tensor, k: Tensor) -> Tensor:
     """Criss-cross attention weights of every pixel: one softmax over its column and its row.
 
@@ -59,9 +65,10 @@ def criss_cross_weights(q: Tensor, k: Tensor) -> Tensor:
     h = q.shape[2]
     # Column energies: pixel (i, j) against (y, j) for every y.  [B, H, W, H]
     energy_h = torch.einsum('bciw,bcyw->biwy', q, k)
-    # The pixel itself appears in both its row and its column: drop it from the column.
-    diag = torch.eye(h, dtype=torch.bool, device=q.device).view(h, 1, h)  # [H, 1, H]
-    energy_h = energy_h.masked_fill(diag, float('-inf'))
+    # The pixel itself appears in both its row and its column: drop it from the column. The mask
+    # is built by comparing two ranges, not with eye / diag: that exports to ONNX (EyeLike on
+    # booleans, and a diag of -inf, have no ONNX Runtime kernel).
+    energy_h = energy_h.masked_fill(_self_mask(h, q.device).view(h, 1, h), float('-inf'))  # [B, H, W, H]
     # Row energies: pixel (i, j) against (i, x) for every x.  [B, H, W, W]
     energy_w = torch.einsum('bchw,bchx->bhwx', q, k)
     # One softmax over the H + W positions (the masked one gets weight 0).  [B, H, W, H+W]
@@ -129,8 +136,7 @@ def criss_cross_attention_lse(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         logit_col = torch.matmul(q.permute(0, 3, 2, 1), k.permute(0, 3, 1, 2))
         if low_precision:
             logit_col = logit_col.float()
-        diag = torch.eye(h, dtype=torch.bool, device=q.device)  # [H, H]
-        logit_col = logit_col.masked_fill(diag, float('-inf'))
+        logit_col = logit_col.masked_fill(_self_mask(h, q.device), float('-inf'))  # [B, W, H, H]
         # Joint log-sum-exp of the H + W - 1 positions.  [B, H, W]
         lse = torch.logaddexp(lse, torch.logsumexp(logit_col, dim=-1).transpose(1, 2))
     # [B, H, W, W]

@@ -61,6 +61,8 @@ def concatenation_attention(theta: Tensor, phi: Tensor, g: Tensor, weight: Tenso
         (B, Cg, H, W).
     """
     _check(theta, phi, g)
+    if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        return concatenation_attention_reference(theta, phi, g, weight)  # no shape-dependent loop in a graph
     b, c, h, w = theta.shape
     n = h * w
     a = torch.einsum('c,bcn->bn', weight[0], theta.flatten(2))  # [B, N]

@@ -300,6 +300,9 @@ def position_attention(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0) -> T
     Raises:
         ValueError: if the shapes do not fit together or ``scale`` is not a finite number > 0.
     """
+    if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        # Exported graphs (ONNX) take the plain form; the exporter and the runtime fuse it as they can.
+        return position_attention_reference(q, k, v, scale)
     impl = POSITION_ATTENTION_IMPLS[POSITION_ATTENTION_BACKENDS.get(q.device.type, 'chunked')]
     return impl(q, k, v, scale)
 
