@@ -64,9 +64,10 @@ def test_two_processes_evaluate_like_one(tmp_path):
     scalars = glob.glob(str(work / '*' / 'vis_data' / 'scalars.json'))
     entries = [json.loads(line) for line in open(scalars[0]) if 'mIoU' in line]
     ddp = entries[-1]
+    # The same computation as the validation of training: fp32, BatchNorms as they are.
     single = subprocess.run([sys.executable, 'tools/eval.py', '--ckpt', str(work / 'iter_4.pth'), '--out',
-                             str(tmp_path / 'm.json')], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                            timeout=600)
+                             str(tmp_path / 'm.json'), '--precision', 'fp32', '--no-fold-bn'], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     metrics = json.loads((tmp_path / 'm.json').read_text())['metrics']
     keys = [k for k in metrics if k in ddp]

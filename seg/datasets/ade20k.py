@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from seg.registry import DATASETS
 
 from .base import BaseSegDataset
-from .palette import ADE20K_PALETTE
+from .palette import generate_palette
 
 __all__ = ['ADE20KDataset']
 
@@ -56,7 +56,9 @@ class ADE20KDataset(BaseSegDataset):
         on_bad_file: ``'stop'`` or ``'skip'`` on an undecodable file (see :class:`BaseSegDataset`).
     """
 
-    METAINFO = {'classes': ADE20K_CLASSES, 'palette': list(ADE20K_PALETTE)}
+    # The generated palette: the benchmark's official one (seg.datasets.palette.ADE20K_PALETTE, the
+    # 'ade20k' palette of the drawings) gives two classes the same grey.
+    METAINFO = {'classes': ADE20K_CLASSES, 'palette': generate_palette(len(ADE20K_CLASSES)).tolist()}
     SPLITS = ('training', 'validation')
 
     def __init__(self, data_root: str, split: str = 'training', pipeline: Sequence[dict] | None = None,
