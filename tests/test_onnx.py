@@ -1,6 +1,5 @@
 """ONNX export of every head (CCNet's criss-cross included): onnxruntime reproduces PyTorch's logits
 within 1e-4, at dynamic sizes; tools/infer.py --onnx runs folder inference through onnxruntime."""
-import math
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from seg.apis.model_io import build_model
 from seg.models.attention import list_attention
 from seg.registry import MODELS
 
-from .conftest import ROOT
+from .conftest import ROOT, randomize
 
 pytestmark = pytest.mark.slow
 
@@ -27,23 +26,6 @@ HEADS = {
     'danet': dict(type='DAHead'),
     'nonlocal': dict(type='NLHead'),
 }
-
-
-@torch.no_grad()
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Every weight, BN statistic and attention gamma away from its initial value, so each part counts."""
-    g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        if p.dim() >= 2:
-            p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-        else:
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2 + (1.0 if name.endswith(('weight', 'gamma')) else 0.0))
-    for name, b in model.named_buffers():
-        if name.endswith('running_var'):
-            b.copy_(torch.rand(b.shape, generator=g) + 0.5)
-        elif name.endswith('running_mean'):
-            b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-    return model
 
 
 def tiny_checkpoint(tmp_path, head: dict, name: str) -> str:

@@ -11,4 +11,8 @@ resume = False
 # Converted to torch.nn.SyncBatchNorm when training with several GPU processes (DDP).
 sync_bn = 'torch'
 randomness = dict(seed=0)
+# bf16 autocast and channels-last where the hardware runs them natively (seg/engine/precision.py); 'fp32' to
+# train in full precision. tools/train.py --precision overrides it.
+precision = 'auto'
+channels_last = 'auto'
 custom_hooks = [dict(type='ValProgressBarHook')]

@@ -88,6 +88,7 @@ def fast_model(model: nn.Module, precision: Precision, fold_bn: bool = True, com
         fold_batchnorm(model)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
+        model.data_preprocessor.channels_last = True
     if compile:
         model.backbone = torch.compile(model.backbone)
         model.decode_head = torch.compile(model.decode_head)

@@ -14,16 +14,22 @@ from .config import import_all, load_config, resolve_runtime
 
 
 def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None, resume: bool = False,
-                 amp: bool = False, launcher: str = 'none', cfg_options: dict | None = None) -> SegRunner:
+                 amp: bool = False, launcher: str = 'none', cfg_options: dict | None = None,
+                 precision: str | None = None, channels_last: bool | str | None = None) -> SegRunner:
     """A ready runner for ``config``.
 
     Args:
         config: config path or Config.
         work_dir: where checkpoints and logs go (default ``work_dirs/<config name>``).
         resume: continue from the newest readable checkpoint in ``work_dir``.
-        amp: mixed precision (bf16 autocast where supported, fp16 + GradScaler on older GPUs).
+        amp: mixed precision whatever the hardware (bf16, or fp16 + GradScaler on GPUs without bf16).
         launcher: 'none' (one process) or 'pytorch' (torchrun + DDP).
         cfg_options: overrides, ``{'a.b': value}``.
+        precision: 'auto' (bf16 where the hardware has native bf16, else fp32: see
+            :mod:`seg.engine.precision`), 'fp32', 'bf16' or 'fp16'; default the config's ``precision``
+            (``'auto'`` in the runtime base).
+        channels_last: 'auto' (on with bf16 / fp16), True or False; default the config's
+            ``channels_last`` (``'auto'`` in the runtime base).
 
     Raises:
         ValueError: a bad launcher, a config that cannot be stored as data in a checkpoint, or
@@ -42,9 +48,8 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
     # log into the first run's folder. One name per run.
     if isinstance(cfg.get('visualizer'), dict):
         cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
-    if amp:
-        cfg.optim_wrapper.type = 'AutoAmpOptimWrapper'
     _check_nonfinite_policy(cfg)
+    _set_precision(cfg, precision, channels_last, amp)
     if resume:
         cfg.resume = True
         cfg.load_from = None  # SegRunner then takes the newest readable checkpoint of work_dir
@@ -60,6 +65,32 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SyncNormStatsHook')]
     config_to_data(cfg)  # fail now, not at the first checkpoint, if the config is not plain data
     return SegRunner.from_cfg(cfg)
+
+
+def _set_precision(cfg: Config, precision: str | None, channels_last: bool | str | None, amp: bool) -> None:
+    """The run's precision and memory format, chosen for its device and stated in the log."""
+    import torch
+    from mmengine.logging import print_log
+
+    from seg.engine.precision import resolve_precision
+
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    requested = precision or cfg.get('precision', 'auto')
+    if amp:
+        requested = 'fp16' if device == 'cuda' and not torch.cuda.is_bf16_supported() else 'bf16'
+    layout = cfg.get('channels_last', 'auto') if channels_last is None else channels_last
+    chosen = resolve_precision(requested, device, layout)
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if chosen.name != 'fp32' and wrapper not in ('OptimWrapper', 'SegOptimWrapper', 'AutoAmpOptimWrapper'):
+        # A wrapper of the config's own choosing (mmengine's AmpOptimWrapper, ...) keeps its precision.
+        print_log(f'optim_wrapper.type={wrapper!r} decides the precision; not switching to {chosen.name}',
+                  logger='current')
+        chosen = resolve_precision('fp32', device, layout)
+    elif chosen.name != 'fp32':
+        cfg.optim_wrapper.type = 'AutoAmpOptimWrapper'
+        cfg.optim_wrapper.dtype = {'bf16': 'bfloat16', 'fp16': 'float16'}[chosen.name]
+    cfg.precision, cfg.channels_last = chosen.name, chosen.channels_last
+    print_log(f'training with {chosen.describe()}', logger='current')
 
 
 def _check_nonfinite_policy(cfg: Config) -> None:

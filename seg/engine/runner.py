@@ -21,6 +21,7 @@ import os.path as osp
 import time
 
 import mmengine
+import torch
 from mmengine.dist import master_only
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -47,6 +48,15 @@ __all__ = ['SegRunner']
 @RUNNERS.register_module()
 class SegRunner(Runner):
     """mmengine's Runner with safe, atomic, complete checkpoints (see the module docstring)."""
+
+    def build_model(self, model):
+        """mmengine's, then the memory format of the run (``cfg.channels_last``), before any DDP wrapping."""
+        model = super().build_model(model)
+        if self.cfg.get('channels_last'):
+            model = model.to(memory_format=torch.channels_last)
+            if hasattr(model, 'data_preprocessor'):
+                model.data_preprocessor.channels_last = True
+        return model
 
     def _module(self):
         return self.model.module if is_model_wrapper(self.model) else self.model

@@ -17,6 +17,8 @@ class SegDataPreprocessor(BaseDataPreprocessor):
 
     Images of different sizes in one batch are padded bottom/right to the largest (and to a
     multiple of ``size_divisor`` when given); each sample's ``img_shape`` keeps its unpadded size.
+    With ``channels_last`` (set by the runner when the run uses that memory format, not a config
+    option) the batch comes out in NHWC memory order.
     """
 
     def __init__(self, mean: Sequence[float] = (123.675, 116.28, 103.53),
@@ -26,6 +28,7 @@ class SegDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), False)
         self.pad_val, self.seg_pad_val, self.size_divisor = pad_val, seg_pad_val, size_divisor
+        self.channels_last = False
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
@@ -46,4 +49,7 @@ class SegDataPreprocessor(BaseDataPreprocessor):
                 gt = sample['gt_sem_seg']
                 sample['gt_sem_seg'] = F.pad(gt, (0, w - gt.shape[-1], 0, h - gt.shape[-2]),
                                              value=self.seg_pad_val)
-        return dict(inputs=torch.stack(batch), data_samples=samples)
+        inputs = torch.stack(batch)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return dict(inputs=inputs, data_samples=samples)

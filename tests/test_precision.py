@@ -1,0 +1,145 @@
+"""Speed paths keep the numbers: BatchNorm folding is exact (within 1e-5 of the output's scale) for
+every head and every zoo module in both roles, channels-last is exact, bf16 autocast stays within a
+stated tolerance of fp32, and the precision a run uses is chosen by the hardware and stated."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import seg.engine.precision as precision_mod
+from seg.apis.config import import_all
+from seg.engine.precision import resolve_precision
+from seg.models.attention import list_attention
+from seg.models.fuse import fold_batchnorm
+from seg.registry import MODELS
+
+from .conftest import randomize
+
+import_all()
+
+HEADS = {
+    'fcn': dict(type='FCNHead', num_convs=2, concat_input=True),
+    'ccnet': dict(type='CCHead', recurrence=2),
+    'danet': dict(type='DAHead'),
+    'nonlocal': dict(type='NLHead'),
+    **{f'zoo:{n}': dict(type='AttentionHead', attention=dict(type=n)) for n in list_attention()},
+}
+# NAM's BatchNorm weighs channels by |gamma| (it is not after a convolution): it stays, as the head's
+# context module or as the blocks' plug-in.
+HEAD_UNFOLDABLE = {'zoo:nam': 'context.bn'}
+PLUGIN_UNFOLDABLE = {'nam': 'se.bn'}
+FOLD_TOL = 1e-5  # of the output's largest magnitude, in fp32
+# Plug-ins put an attention module in every block: with this randomization (attention gammas near 1)
+# the softmaxes of sixteen criss-cross / channel attentions amplify fp32 rounding to ~1e-5 (measured
+# up to 1.02e-5). The algebra itself is checked exact in float64.
+PLUGIN_FOLD_TOL = 3e-5
+# bf16 keeps 8 bits of mantissa: ||y_bf16 - y_fp32|| / ||y_fp32|| is about 1e-2 through a ResNet-18 and a
+# head here (measured 0.5e-2 .. 1.3e-2); the attention softmax statistics stay in fp32 (seg.ops).
+BF16_REL_TOL = 3e-2
+
+
+class _Net(nn.Module):
+    def __init__(self, head: dict, plug: str | None = None):
+        super().__init__()
+        extra = {'block_attention': dict(type=plug)} if plug else {}
+        self.backbone = MODELS.build(dict(type='DilatedResNet', depth=18, channels=(16, 16, 32, 32), **extra))
+        self.head = MODELS.build(dict(head, in_channels=32, channels=32, num_classes=5))
+
+    def forward(self, x):
+        return self.head(self.backbone(x))['out']
+
+
+def _scale_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def _fold_and_check(model: nn.Module, x: torch.Tensor, allowed: str | None = None, tol: float = FOLD_TOL) -> None:
+    with torch.no_grad():
+        expected = model(x)
+        folded = copy.deepcopy(model)
+        count = fold_batchnorm(folded)
+        got = folded(x)
+    left = [n for n, m in folded.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert count > 0 and all(allowed and n.endswith(allowed) for n in left), left
+    assert _scale_err(got, expected) < tol
+    exact = copy.deepcopy(model).double()  # folded in float64: the algebra alone
+    fold_batchnorm(exact)
+    with torch.no_grad():
+        assert _scale_err(exact(x.double()), model.double()(x.double())) < 1e-10
+
+
+@pytest.mark.parametrize('name', sorted(HEADS))
+def test_folding_batchnorm_keeps_every_head_exact(name):
+    model = randomize(_Net(HEADS[name])).eval()
+    _fold_and_check(model, torch.randn(2, 3, 48, 64), HEAD_UNFOLDABLE.get(name))
+
+
+@pytest.mark.parametrize('name', list_attention())
+def test_folding_batchnorm_keeps_every_backbone_plugin_exact(name):
+    model = randomize(_Net(HEADS['fcn'], plug=name)).eval()
+    _fold_and_check(model, torch.randn(2, 3, 48, 64), PLUGIN_UNFOLDABLE.get(name), PLUGIN_FOLD_TOL)
+
+
+def test_folding_refuses_a_training_model():
+    with pytest.raises(ValueError, match='model.eval'):
+        fold_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+
+
+@pytest.mark.parametrize('name', sorted(HEADS))
+def test_each_head_in_bf16_and_channels_last_stays_close_to_fp32(name):
+    model = randomize(_Net(HEADS[name])).eval()
+    x = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        expected = model(x)
+        nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        x_nhwc = x.contiguous(memory_format=torch.channels_last)
+        assert _scale_err(nhwc(x_nhwc), expected) < FOLD_TOL  # the memory format alone changes nothing
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = nhwc(x_nhwc).float()
+    assert torch.isfinite(low).all()
+    rel = ((low - expected).norm() / expected.norm()).item()
+    assert rel < BF16_REL_TOL, f'{name}: relative error {rel:.2e}'
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(precision_mod, 'cpu_bf16_flags', lambda: ('avx512_bf16',))
+    chosen = resolve_precision('auto', 'cpu')
+    assert (chosen.name, chosen.channels_last) == ('bf16', True) and 'avx512_bf16' in chosen.reason
+    monkeypatch.setattr(precision_mod, 'cpu_bf16_flags', lambda: ())
+    chosen = resolve_precision('auto', 'cpu')
+    assert (chosen.name, chosen.channels_last) == ('fp32', False) and 'no native bf16' in chosen.reason
+    assert resolve_precision('bf16', 'cpu', channels_last=False).channels_last is False
+    assert resolve_precision('fp32', 'cpu', channels_last=True).channels_last is True
+
+
+def test_bad_precisions_are_refused():
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, got 'half'"):
+        resolve_precision('half')
+    with pytest.raises(ValueError, match='fp16 mixed precision needs a CUDA device'):
+        resolve_precision('fp16', 'cpu')
+    with pytest.raises(ValueError, match="channels_last must be 'auto', True or False"):
+        resolve_precision('fp32', 'cpu', channels_last='yes')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU choice')
+@pytest.mark.parametrize('flags, requested, expected', [
+    (('avx512_bf16',), None, ('bf16', True, 'AutoAmpOptimWrapper')),
+    ((), None, ('fp32', False, 'SegOptimWrapper')),
+    (('amx_bf16',), 'fp32', ('fp32', False, 'SegOptimWrapper')),
+])
+def test_training_runs_take_the_resolved_precision(flags, requested, expected, monkeypatch, tmp_path):
+    from seg.apis.train import build_runner
+
+    from .conftest import ROOT
+
+    monkeypatch.setattr(precision_mod, 'cpu_bf16_flags', lambda: flags)
+    runner = build_runner(f'{ROOT}/configs/demo_ccnet.py', work_dir=str(tmp_path), precision=requested,
+                          cfg_options={'train_cfg.max_iters': 1})
+    wrapper = runner.cfg.optim_wrapper
+    assert (runner.cfg.precision, runner.cfg.channels_last, wrapper.type) == expected
+    if expected[0] == 'bf16':
+        assert wrapper.dtype == 'bfloat16'
+        assert runner.model.data_preprocessor.channels_last
+        conv = next(m for m in runner.model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
