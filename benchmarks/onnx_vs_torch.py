@@ -70,7 +70,7 @@ def measure_head(head: str, x: torch.Tensor, tmp: str, iters: int) -> str:
     from seg.apis.inference import fast_model, init_model
     from seg.apis.model_io import build_model
     from seg.engine.config_data import config_to_data
-    from seg.engine.precision import autocast, resolve_precision
+    from seg.engine.precision import resolve_precision
 
     cfg = load_config(os.path.join(ROOT, 'configs', CONFIGS[head]))
     torch.manual_seed(0)
@@ -90,7 +90,7 @@ def measure_head(head: str, x: torch.Tensor, tmp: str, iters: int) -> str:
     precision = resolve_precision('auto', 'cpu')
     fast = fast_model(init_model(ckpt), precision)
     xf = x.contiguous(memory_format=torch.channels_last) if precision.channels_last else x
-    with torch.inference_mode(), autocast(precision, 'cpu'):
+    with torch.inference_mode():
         fast_s = median_time(lambda: fast(xf, mode='tensor'), iters)
     diff = abs(session.run(None, feed)[0] - expected).max()
     return (f'| {head} | {export_s:.1f} | {ort_s:.3f} s | {fp32_s:.3f} s | {fast_s:.3f} s ({precision.name}) | '

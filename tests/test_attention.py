@@ -50,7 +50,7 @@ EXPECTED = {'se': SE, 'eca': ECA, 'cbam': CBAM, 'coord': CoordAttention, 'sk': S
             'gam': GAM, 'shuffle': ShuffleAttention, 'nam': NAM, 'soca': SOCA, 's2mlpv2': S2MLPv2,
             'nonlocal': NonLocal, 'criss_cross': CrissCross, 'pam': PAM, 'cam': CAM, 'dual': DualBlock}
 # The context blocks: residual (identity at initialisation), attention maps never a module output.
-CONTEXT = ('cam', 'criss_cross', 'dual', 'nonlocal', 'pam')
+CONTEXT = tuple(n for n in list_attention() if ATTENTION.get(n).residual)  # declared by each module
 
 
 def make(name: str, channels: int = C, **kw) -> nn.Module:

@@ -32,7 +32,7 @@ from .conftest import ROOT
 NAMES = list_attention()
 TINY = (8, 16, 32, 64)  # stage widths: Bottleneck outputs 32, 64, 128, 256
 # The context modules (criss-cross, PAM, CAM, dual, non-local): residual, identity at the start.
-CONTEXT = ('cam', 'criss_cross', 'dual', 'nonlocal', 'pam')
+CONTEXT = tuple(n for n in list_attention() if ATTENTION.get(n).residual)  # declared by each module
 RESNET_LOGGER = 'seg.models.backbones.resnet'
 
 

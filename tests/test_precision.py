@@ -143,3 +143,32 @@ def test_training_runs_take_the_resolved_precision(flags, requested, expected, m
         assert runner.model.data_preprocessor.channels_last
         conv = next(m for m in runner.model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def _segmentor(head: dict) -> nn.Module:
+    return MODELS.build(dict(
+        type='EncoderDecoder', num_classes=5,
+        backbone=dict(type='DilatedResNet', depth=18, channels=(16, 16, 32, 32), pretrained=None),
+        decode_head=dict(head, in_channels=32, channels=32, num_classes=5)))
+
+
+@pytest.mark.parametrize('name', sorted(HEADS))
+def test_fast_model_casts_the_weights_and_stays_close_to_fp32(name):
+    """Inference casts the BN-folded weights to bf16 (no autocast): same tolerance, float32 logits."""
+    from seg.apis.inference import fast_model
+
+    model = randomize(_segmentor(HEADS[name])).eval()
+    x = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        expected = model(x, mode='tensor')
+        fast = fast_model(copy.deepcopy(model), resolve_precision('bf16', 'cpu'))
+        got = fast(x, mode='tensor')
+        with torch.autocast('cpu', dtype=torch.bfloat16):  # what the cast replaces
+            folded = fast_model(copy.deepcopy(model), resolve_precision('fp32', 'cpu', channels_last=True))
+            autocast = folded(x, mode='tensor')
+    assert fast.compute_dtype == torch.bfloat16 and got.dtype == torch.float32
+    assert next(fast.backbone.parameters()).dtype == torch.bfloat16
+    assert fast.data_preprocessor.mean.dtype == torch.float32  # normalisation stays float32
+    rel = ((got - expected).norm() / expected.norm()).item()
+    assert rel < BF16_REL_TOL, f'{name}: relative error {rel:.2e}'
+    assert ((got - autocast).norm() / expected.norm()).item() < BF16_REL_TOL

@@ -30,7 +30,7 @@ from seg.analysis.model_bench import (
     format_timing,
     time_passes,
 )
-from seg.engine.precision import Precision, autocast, resolve_precision
+from seg.engine.precision import Precision, resolve_precision
 
 from .config import load_config
 from .inference import fast_model
@@ -127,11 +127,12 @@ def _optim_wrapper(model: torch.nn.Module, cfg: Config, precision: Precision):
         return build_optim_wrapper(model, wrapper_cfg)
 
 
-def _eval_step(model: torch.nn.Module, data: dict, precision: Precision, device: torch.device):
+def _eval_step(model: torch.nn.Module, data: dict, device: torch.device):
+    """One whole-image pass of a model made by :func:`fast_model` (whose weights carry the precision)."""
     def step():
         batch = model.data_preprocessor(data, False)
         inputs = batch['inputs'].to(device, non_blocking=True)
-        with torch.inference_mode(), autocast(precision, device):
+        with torch.inference_mode():
             return model.predict(inputs, batch['data_samples'])
     return step
 
@@ -161,7 +162,7 @@ def run_benchmark(settings: BenchmarkSettings) -> tuple[PassTiming, Agreement | 
     if settings.mode == 'eval':
         model = fast_model(model, precision, settings.fold_bn, settings.compile)
         notes.append('torch.inference_mode' + (', BatchNorm folded' if settings.fold_bn else ''))
-        step = _eval_step(model, data, precision, device)
+        step = _eval_step(model, data, device)
         present = lambda: [*model.parameters(), *model.buffers()]  # noqa: E731
     else:
         model.train()
@@ -212,7 +213,6 @@ def accuracy_guard(settings: BenchmarkSettings, count: int) -> Agreement:
     ref_model, cfg = _model(settings, device)
     fast = fast_model(copy.deepcopy(ref_model), fast_precision, settings.fold_bn)
     ref_model.eval()
-    fp32 = resolve_precision('fp32', device)
     found = _val_images(cfg, count)
     if found is None:
         batches = [_random_batch(1, settings.shape, ref_model.num_classes, seed=i) for i in range(count)]
@@ -221,8 +221,8 @@ def accuracy_guard(settings: BenchmarkSettings, count: int) -> Agreement:
         (batches, source), with_gt = found, True
     refs, fasts, gts = [], [], []
     for batch in batches:
-        for model, precision, out in ((ref_model, fp32, refs), (fast, fast_precision, fasts)):
-            result = _eval_step(model, batch, precision, device)()
+        for model, out in ((ref_model, refs), (fast, fasts)):
+            result = _eval_step(model, batch, device)()
             out.append(result[0]['pred_sem_seg'].cpu().numpy())
         if with_gt:
             gts.append(np.asarray(batch['data_samples'][0]['gt_sem_seg']).reshape(refs[-1].shape))

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seg.engine.loops import report_worker_crash
-from seg.engine.precision import autocast, resolve_precision
+from seg.engine.precision import resolve_precision
 from seg.fileio import ensure_dir, output_path
 from seg.registry import DATASETS, METRICS
 
@@ -123,7 +123,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         metric = METRICS.build(cfg.get(f'{split}_evaluator', cfg.get('val_evaluator')))
         metric.dataset_meta = dataset.metainfo
     images: list[str] = []
-    with torch.inference_mode(), autocast(chosen, dev), report_worker_crash():
+    with torch.inference_mode(), report_worker_crash():
         for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
             if tta:
                 results = []

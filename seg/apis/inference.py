@@ -31,7 +31,7 @@ from tqdm import tqdm
 from seg.datasets.base import CorruptFileError, read_image
 from seg.datasets.transforms import build_pipeline
 from seg.engine.config_data import config_from_data
-from seg.engine.precision import Precision, autocast, resolve_precision
+from seg.engine.precision import Precision, resolve_precision
 from seg.fileio import ensure_dir, output_path
 from seg.models.fuse import fold_batchnorm
 
@@ -81,11 +81,23 @@ def init_model(ckpt: str, config: str | None = None, device: str = 'cpu') -> nn.
 
 
 def fast_model(model: nn.Module, precision: Precision, fold_bn: bool = True, compile: bool = False) -> nn.Module:
-    """``model`` (in eval mode) made fast for inference, in place: BatchNorm folded into the convolutions,
-    the memory format of ``precision``, and ``torch.compile`` of backbone and heads when asked."""
+    """``model`` (in eval mode) made fast for inference, in place, and returned.
+
+    BatchNorm folded into the convolutions (in float32, before any cast); for bf16 / fp16 the
+    network's weights cast to that dtype (``model.compute_dtype``: the input is cast after the data
+    preprocessor, which stays float32; logits come back in float32), so no autocast is needed around
+    it -- the attention ops keep their softmax statistics in float32 for low-precision inputs
+    (:mod:`seg.ops`); the memory format of ``precision``; and ``torch.compile`` of backbone and heads
+    when asked.
+    """
     model.eval()
     if fold_bn:
         fold_batchnorm(model)
+    if precision.dtype is not None:
+        for part in (model.backbone, model.decode_head, model.auxiliary_head):
+            if part is not None:
+                part.to(precision.dtype)
+        model.compute_dtype = precision.dtype
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
         model.data_preprocessor.channels_last = True
@@ -113,7 +125,7 @@ def _run(model: nn.Module, images: list[np.ndarray], pipeline, precision: Precis
         inputs = data['inputs'].to(device)
         if precision is not None and precision.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(precision or resolve_precision('fp32', device), device):
+        with torch.inference_mode():
             results = model.predict(inputs, data['data_samples'])
         for i, r in zip(indices, results):
             out[i] = r['pred_sem_seg'].cpu().numpy()

@@ -7,18 +7,20 @@ of compute capability 8.0 (Ampere) and newer -- and fp32 elsewhere, where emulat
 than fp32. ``channels_last`` is ``'auto'`` (on whenever the precision is bf16 / fp16: oneDNN's and
 cuDNN's low-precision convolutions run in NHWC), ``True`` or ``False``.
 
-The attention ops keep their softmax statistics in float32 under autocast
-(:mod:`seg.ops`), which is what keeps the bf16 heads within the tolerance the tests check.
+Training runs the forward under autocast (:class:`seg.engine.optim_wrapper.AutoAmpOptimWrapper`);
+evaluation and inference cast the BN-folded weights themselves (:func:`seg.apis.inference.fast_model`),
+which is faster than autocast and gives the same labels. Either way the attention ops keep their
+softmax statistics in float32 (:mod:`seg.ops`), which keeps the bf16 heads within the tolerance the
+tests check.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ['PRECISIONS', 'Precision', 'autocast', 'cpu_bf16_flags', 'resolve_precision']
+__all__ = ['PRECISIONS', 'Precision', 'cpu_bf16_flags', 'resolve_precision']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -86,10 +88,3 @@ def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu
     else:
         raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
     return Precision(name, last, why)
-
-
-def autocast(precision: Precision, device: str | torch.device):
-    """The autocast context of ``precision`` on ``device`` (a no-op for fp32)."""
-    if precision.dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=precision.dtype)

@@ -44,7 +44,15 @@ class EncoderDecoder(BaseModel):
         test_cfg: ``dict(mode='whole')`` or ``dict(mode='slide', crop_size=(h, w), stride=(h, w))``.
         align_corners: for every logits resize.
         data_preprocessor: normalisation / batching config.
+
+    Attributes:
+        compute_dtype: the dtype the network's weights were cast to for inference
+            (:func:`seg.apis.inference.fast_model`: bf16 / fp16), which the normalised input is cast
+            to before the backbone; None (the default) leaves the input as it comes. Logits are
+            returned in float32 either way.
     """
+
+    compute_dtype: torch.dtype | None = None
 
     def __init__(self, backbone: dict, decode_head: dict, num_classes: int,
                  auxiliary_head: dict | None = None,
@@ -95,6 +103,8 @@ class EncoderDecoder(BaseModel):
     # ---------------------------------------------------------------- forward
     def forward_logits(self, inputs: Tensor) -> dict[str, Tensor]:
         """All logits at feature resolution: ``out`` plus the head's extras and ``aux`` in training."""
+        if self.compute_dtype is not None and inputs.dtype != self.compute_dtype:
+            inputs = inputs.to(self.compute_dtype)
         feats = self.backbone(inputs)
         outs = dict(self.decode_head(feats))
         if self.auxiliary_head is not None and self.training:
@@ -185,7 +195,7 @@ class EncoderDecoder(BaseModel):
                 ch, cw = crop.shape[-2:]
                 # Crops smaller than crop_size (small images) are padded, then the padding is cut off.
                 crop = F.pad(crop, (0, crop_w - cw, 0, crop_h - ch))
-                out = resize(self.forward_logits(crop)['out'], (crop_h, crop_w), self.align_corners)
+                out = resize(self.forward_logits(crop)['out'].float(), (crop_h, crop_w), self.align_corners)
                 logits[:, :, y1:y2, x1:x2] += out[:, :, :ch, :cw].float()
                 count[:, :, y1:y2, x1:x2] += 1
         return logits / count

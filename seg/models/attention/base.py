@@ -12,6 +12,8 @@ forward it declares, as data the tests and the visualiser read (no table elsewhe
 * :meth:`AttentionModule.maps`: those recordings turned into pictures, through the weight functions
   of :mod:`seg.ops` for the context modules.
 * :meth:`AttentionModule.param_count`: the paper's parameter formula, where it gives one.
+* :attr:`AttentionModule.residual`: whether it is a residual context block, ``x + gamma * context``
+  with the gamma (non-local: the output norm) starting at 0, so that it starts as the identity.
 
 The checks (:func:`check_int`, :func:`check_positive`, :func:`check_reduction`, :func:`check_input`)
 make an impossible option fail the same way everywhere: a ``ValueError`` naming the module, the
@@ -88,9 +90,11 @@ class AttentionModule(nn.Module):
 
     Attributes:
         attention_maps: ``{submodule name ('' = the module itself, its input): kind}``.
+        residual: a residual context block that starts as the identity (see the module docstring).
     """
 
     attention_maps: ClassVar[dict[str, str]] = {}
+    residual: ClassVar[bool] = False
 
     @classmethod
     def param_count(cls, channels: int, **options: Any) -> int | None:

@@ -28,6 +28,7 @@ class CAM(AttentionModule):
     """
 
     attention_maps = {'': 'input'}
+    residual = True
 
     @classmethod
     def param_count(cls, channels: int) -> int:

@@ -41,6 +41,7 @@ class CrissCross(AttentionModule):
     """
 
     attention_maps = {'query': 'query', 'key': 'key'}
+    residual = True
 
     @classmethod
     def param_count(cls, channels: int, recurrence: int = 2, reduction: int = 8) -> int:

@@ -30,6 +30,8 @@ class DualBlock(AttentionModule):
     the ``pam`` and ``cam`` submodules.
     """
 
+    residual = True
+
     @classmethod
     def param_count(cls, channels: int, reduction: int = 8) -> int:
         return PAM.param_count(channels, reduction) + CAM.param_count(channels)

@@ -55,6 +55,7 @@ class NonLocal(AttentionModule):
     """
 
     attention_maps = {'': 'input'}
+    residual = True
     conv_bn_pairs = (('conv_out', 'norm'),)  # folded for inference (seg.models.fuse)
 
     @classmethod

@@ -31,6 +31,7 @@ class PAM(AttentionModule):
     """
 
     attention_maps = {'query': 'query', 'key': 'key'}
+    residual = True
 
     @classmethod
     def param_count(cls, channels: int, reduction: int = 8) -> int:
