@@ -335,3 +335,30 @@ def test_peak_memory_counts_live_tensor_bytes():
 def test_peak_memory_cuda():
     _, peak = peak_memory(lambda: torch.ones(2 ** 20, device='cuda'), 'cuda')
     assert peak >= 4 * 2 ** 20
+
+
+# ------------------------------------------------------------------ low precision keeps float32 logits
+def test_low_precision_energies_and_logits_are_float32():
+    """With bf16 inputs the energies / logits are float32 products: the weights equal those computed in
+    float64 from the same (bf16-rounded) inputs. Rounded to bf16, CAM energies near 8192 would be off by
+    up to 32 and criss-cross / PAM logits near 40 by up to 0.125, which moves the weights by percents."""
+    from seg.ops import channel_attention_weights, criss_cross_weights
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 64, 128, generator=g).bfloat16()  # E: diagonal near N = 8192
+    cam = channel_attention_weights(x)
+    assert cam.dtype == torch.float32
+    assert (cam.double() - channel_attention_weights(x.double())).abs().max() < 1e-4
+    q = (torch.randn(1, 64, 12, 16, generator=g) * 2).bfloat16()  # logits with std 32
+    k = (torch.randn(1, 64, 12, 16, generator=g) * 2).bfloat16()
+    cc = criss_cross_weights(q, k)
+    assert cc.dtype == torch.float32
+    assert (cc.double() - criss_cross_weights(q.double(), k.double())).abs().max() < 1e-4
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # training: the same, under autocast
+        assert (criss_cross_weights(q.float(), k.float()).double()
+                - criss_cross_weights(q.double(), k.double())).abs().max() < 1e-4
+    v = torch.randn(1, 32, 12, 16, generator=g).bfloat16()
+    expected = position_attention_reference(q.double(), k.double(), v.double())
+    got = position_attention_chunked(q, k, v, chunk_size=32)
+    # The output is bf16 (8 bits): within its rounding and that of the bf16 weights on v.
+    assert ((got.double() - expected).norm() / expected.norm()) < 8e-3

@@ -9,6 +9,10 @@ out = A X.  The energies of real features are large (thousands), so the shifted 
 literally, as DANet and mmsegmentation do: softmax(-E) is the same function, but it rounds
 differently by about one float32 step of E, which would be visible in the output.  The learnable
 gamma and the residual connection belong to the module, not to this op.
+
+In float16 / bfloat16 (autocast in training, cast weights in inference) E is computed in float32:
+rounded to bfloat16, an energy near 8192 would be off by up to 32, which changes the softmax
+completely; the weights then multiply X in the input's dtype.
 """
 from __future__ import annotations
 
@@ -22,13 +26,14 @@ def _check(x: Tensor) -> None:
 
 
 def channel_attention_weights(x: Tensor) -> Tensor:
-    """The CAM weights ``softmax(max(E) - E)`` with ``E = X X^T`` over the pixels.
+    """The CAM weights ``softmax(max(E) - E)`` with ``E = X X^T`` over the pixels, in float32.
 
     Args:
         x: features, (B, C, H, W).
 
     Returns:
-        (B, C, C), each row summing to 1: row c weighs the channels channel c gathers from.
+        (B, C, C) float32 (float64 for float64 input), each row summing to 1: row c weighs the
+        channels channel c gathers from.
 
     Raises:
         ValueError: if ``x`` is not 4-dimensional.
@@ -36,8 +41,11 @@ def channel_attention_weights(x: Tensor) -> Tensor:
     _check(x)
     b, c, h, w = x.shape
     flat = x.reshape(b, c, h * w)  # [B, C, N]
-    energy = torch.bmm(flat, flat.transpose(1, 2))  # [B, C, C]
-    return torch.softmax(energy.amax(dim=-1, keepdim=True) - energy, dim=-1)  # [B, C, C]
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+    with torch.autocast(x.device.type, enabled=False):
+        energy = torch.bmm(flat, flat.transpose(1, 2))  # [B, C, C], float32
+        return torch.softmax(energy.amax(dim=-1, keepdim=True) - energy, dim=-1)  # [B, C, C]
 
 
 def channel_attention(x: Tensor) -> Tensor:
@@ -54,7 +62,7 @@ def channel_attention(x: Tensor) -> Tensor:
     """
     attn = channel_attention_weights(x)  # [B, C, C]
     b, c, h, w = x.shape
-    out = torch.bmm(attn, x.reshape(b, c, h * w))  # [B, C, N]
+    out = torch.bmm(attn.to(x.dtype), x.reshape(b, c, h * w))  # [B, C, N]
     return out.reshape(b, c, h, w)  # [B, C, H, W]
 
 

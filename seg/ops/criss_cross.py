@@ -54,7 +54,8 @@ def criss_cross_weights(q: Tensor, k: Tensor) -> Tensor:
     Returns:
         (B, H, W, H + W): for pixel (i, j), entries ``[:H]`` weigh the column pixels (y, j) (entry
         i, the pixel itself, is 0: it is counted once, in the row) and entries ``[H:]`` the row
-        pixels (i, x). Each pixel's weights sum to 1.
+        pixels (i, x). Each pixel's weights sum to 1. Energies and softmax are float32 for float16 /
+        bfloat16 inputs (a logit near 100 rounded to bfloat16 is off by up to 0.25).
 
     Raises:
         ValueError: if ``q`` and ``k`` are not 4-D tensors of equal shape.
@@ -63,6 +64,13 @@ def criss_cross_weights(q: Tensor, k: Tensor) -> Tensor:
         raise ValueError(f'q and k must be (B, C, H, W) of equal shape, got {tuple(q.shape)} '
                          f'and {tuple(k.shape)}')
     h = q.shape[2]
+    if q.dtype in (torch.float16, torch.bfloat16):
+        q, k = q.float(), k.float()
+    with torch.autocast(q.device.type, enabled=False):
+        return _criss_cross_softmax(q, k, h)
+
+
+def _criss_cross_softmax(q: Tensor, k: Tensor, h: int) -> Tensor:
     # Column energies: pixel (i, j) against (y, j) for every y.  [B, H, W, H]
     energy_h = torch.einsum('bciw,bcyw->biwy', q, k)
     # The pixel itself appears in both its row and its column: drop it from the column. The mask
@@ -92,7 +100,7 @@ def criss_cross_attention_einsum(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """
     _check(q, k, v)
     h = q.shape[2]
-    attn = criss_cross_weights(q, k)  # [B, H, W, H+W]
+    attn = criss_cross_weights(q, k).to(v.dtype)  # [B, H, W, H+W]
     attn_h, attn_w = attn[..., :h], attn[..., h:]
     out = torch.einsum('biwy,bcyw->bciw', attn_h, v)  # [B, Cv, H, W]
     out = out + torch.einsum('bhwx,bchx->bchw', attn_w, v)  # [B, Cv, H, W]
@@ -124,18 +132,18 @@ def criss_cross_attention_lse(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """
     _check(q, k, v)
     h = q.shape[2]
-    # Row logits: pixel (i, j) against (i, x).  [B, H, W, C] @ [B, H, C, W] -> [B, H, W, W]
-    logit_row = torch.matmul(q.permute(0, 2, 3, 1), k.permute(0, 2, 1, 3))
-    compute_dtype = logit_row.dtype  # the matmul's dtype (bfloat16 under CPU autocast)
-    low_precision = compute_dtype in (torch.float16, torch.bfloat16)
-    if low_precision:
-        logit_row = logit_row.float()
+    # The value products run in the dtype a matmul gets (autocast's, or the inputs'); the logits and
+    # the normalisation in float32 whenever that is float16 / bfloat16.
+    device = q.device.type
+    compute_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else q.dtype
+    qf, kf = (q.float(), k.float()) if compute_dtype in (torch.float16, torch.bfloat16) else (q, k)
+    with torch.autocast(device, enabled=False):
+        # Row logits: pixel (i, j) against (i, x).  [B, H, W, C] @ [B, H, C, W] -> [B, H, W, W]
+        logit_row = torch.matmul(qf.permute(0, 2, 3, 1), kf.permute(0, 2, 1, 3))
+        # Column logits: pixel (i, j) against (y, j).  [B, W, H, C] @ [B, W, C, H] -> [B, W, H, H]
+        logit_col = torch.matmul(qf.permute(0, 3, 2, 1), kf.permute(0, 3, 1, 2)) if h > 1 else None
     lse = torch.logsumexp(logit_row, dim=-1)  # [B, H, W]
     if h > 1:
-        # Column logits: pixel (i, j) against (y, j).  [B, W, H, C] @ [B, W, C, H] -> [B, W, H, H]
-        logit_col = torch.matmul(q.permute(0, 3, 2, 1), k.permute(0, 3, 1, 2))
-        if low_precision:
-            logit_col = logit_col.float()
         logit_col = logit_col.masked_fill(_self_mask(h, q.device), float('-inf'))  # [B, W, H, H]
         # Joint log-sum-exp of the H + W - 1 positions.  [B, H, W]
         lse = torch.logaddexp(lse, torch.logsumexp(logit_col, dim=-1).transpose(1, 2))

@@ -91,7 +91,7 @@ class _ChunkedAttention(torch.autograd.Function):
     """softmax(scale * q^T k) v over query chunks, saving only (q, k, v, out, lse).
 
     Inputs are flattened: q, k (B, Cqk, N), v (B, Cv, N); the output is (B, Cv, N).  In
-    float16 / bfloat16 the softmax statistics and the gradient accumulators are float32.
+    float16 / bfloat16 the logits, the softmax statistics and the gradient accumulators are float32.
     """
 
     @staticmethod
@@ -101,10 +101,13 @@ class _ChunkedAttention(torch.autograd.Function):
         stat_dtype = torch.float32 if low else q.dtype
         out = v.new_empty(v.shape)  # [B, Cv, N]
         lse = torch.empty(b, n, dtype=stat_dtype, device=q.device)  # [B, N]
+        # The logits are float32 products of the (upcast) queries and keys: rounded to bfloat16, a
+        # logit near 100 would be off by up to 0.25.  The value products stay in the inputs' dtype.
+        q_stat, k_stat = q.to(stat_dtype), k.to(stat_dtype)  # no-ops unless float16 / bfloat16
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             # Logits of this chunk's queries against every key.  [B, n, N]
-            logits = torch.bmm(q[:, :, start:stop].transpose(1, 2), k).to(stat_dtype)
+            logits = torch.bmm(q_stat[:, :, start:stop].transpose(1, 2), k_stat)
             if scale != 1.0:
                 logits.mul_(scale)
             row_max = logits.amax(dim=-1, keepdim=True)  # [B, n, 1]
@@ -115,6 +118,7 @@ class _ChunkedAttention(torch.autograd.Function):
             out[:, :, start:stop] = chunk_out.div_(row_sum.transpose(1, 2).to(v.dtype))
             lse[:, start:stop] = (row_max + row_sum.log()).squeeze(-1)
             del logits, probs, chunk_out  # free this block before the next one is allocated
+        del q_stat, k_stat
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.scale = scale
         ctx.chunk = chunk
@@ -136,7 +140,7 @@ class _ChunkedAttention(torch.autograd.Function):
         grad_v = torch.zeros(v.shape, dtype=acc_dtype, device=v.device)  # [B, Cv, N]
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            logits = torch.bmm(q[:, :, start:stop].transpose(1, 2), k).to(acc_dtype)  # [B, n, N]
+            logits = torch.bmm(q_acc[:, :, start:stop].transpose(1, 2), k_acc)  # [B, n, N], float32
             if scale != 1.0:
                 logits.mul_(scale)
             probs = logits.sub_(lse[:, start:stop, None]).exp_()  # normalised, [B, n, N]
