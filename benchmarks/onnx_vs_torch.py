@@ -18,14 +18,9 @@ import tempfile
 import time
 
 import torch
+from r50_configs import CONFIGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {
-    'fcn': 'fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'ccnet': 'ccnet/ccnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'danet': 'danet/danet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'nonlocal': 'nonlocal/nonlocal_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-}
 
 
 def median_time(fn, iters: int) -> float:

@@ -18,15 +18,9 @@ import statistics
 import subprocess
 import sys
 
+from r50_configs import CONFIGS, PEER_CONFIGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {
-    'fcn': 'fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'ccnet': 'ccnet/ccnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'danet': 'danet/danet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'nonlocal': 'nonlocal/nonlocal_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-}
-# mmsegmentation keeps the non-local configs in nonlocal_net/.
-PEER_CONFIGS = {**CONFIGS, 'nonlocal': 'nonlocal_net/nonlocal_r50-d8_4xb2-40k_cityscapes-512x1024.py'}
 VARIANTS = ('seg fp32', 'seg auto', 'mmseg fp32', 'mmseg bf16')
 TARGETS = {'mmseg fp32': 0.5, 'mmseg bf16': 0.7}
 

@@ -32,3 +32,33 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
         elif name.endswith('running_mean'):
             b.copy_(torch.randn(b.shape, generator=g) * 0.1)
     return model
+
+
+TINY_DEMO = """
+_base_ = ['{root}/configs/demo_ccnet.py']
+data_root = '{data}'
+crop = (32, 64)
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, num_images=8, img_size=crop,
+                                     pipeline=[dict(type='RandomFlip', prob=0.5)]))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, num_images={val_images}, img_size=crop, pipeline=[]))
+test_dataloader = val_dataloader
+model = dict(backbone=dict(channels=(8, 8, 16, 16)),
+             decode_head=dict(in_channels=16, channels=8), auxiliary_head=dict(in_channels=16, channels=8))
+max_iters = 4
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]
+train_cfg = dict(type='{loop}', max_iters=max_iters, val_interval={val_interval})
+default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
+                     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4, max_keep_ckpts=1{best}))
+{extra}
+"""
+
+
+def tiny_demo_config(data, val_images: int = 4, loop: str = 'SegTrainLoop', val_interval: int = 4,
+                     save_best: bool = False, extra: str = '') -> str:
+    """A config text of the demo network at widths (8, 8, 16, 16) on 8 + ``val_images`` synthetic scenes
+    of 32x64 under ``data``, trained 4 iterations with one checkpoint (the best mIoU one too if asked)."""
+    best = ",\n                                     save_best='mIoU', rule='greater'" if save_best else ''
+    return TINY_DEMO.format(root=ROOT, data=data, val_images=val_images, loop=loop, val_interval=val_interval,
+                            best=best, extra=extra)

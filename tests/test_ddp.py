@@ -8,29 +8,10 @@ import time
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, tiny_demo_config
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-_base_ = ['{root}/configs/demo_ccnet.py']
-data_root = '{data}'
-crop = (32, 64)
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, num_images=8, img_size=crop,
-                                     pipeline=[dict(type='RandomFlip', prob=0.5)]))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, num_images=5, img_size=crop, pipeline=[]))
-test_dataloader = val_dataloader
-model = dict(backbone=dict(channels=(8, 8, 16, 16)),
-             decode_head=dict(in_channels=16, channels=8), auxiliary_head=dict(in_channels=16, channels=8))
-max_iters = 4
-param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]
-train_cfg = dict(type='SegTrainLoop', max_iters=max_iters, val_interval=4)
-default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
-                     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4, max_keep_ckpts=1))
-{extra}
-"""
 
 FAILING_HOOK = '''
 import torch.distributed as dist
@@ -57,7 +38,7 @@ def torchrun(config, work, port, timeout=600, env=ENV):
 
 def test_two_processes_evaluate_like_one(tmp_path):
     config = tmp_path / 'ddp.py'
-    config.write_text(CONFIG.format(root=ROOT, data=tmp_path / 'synthetic', extra=''))
+    config.write_text(tiny_demo_config(tmp_path / 'synthetic', val_images=5))
     work = tmp_path / 'work'
     out = torchrun(str(config), work, 29541)
     assert out.returncode == 0, out.stderr[-4000:]
@@ -81,7 +62,7 @@ def test_one_rank_raising_ends_every_rank(tmp_path):
     extra = ("custom_imports = dict(imports=['failing_hook'], allow_failed_imports=False)\n"
              "custom_hooks = [dict(type='RaiseOnRankOne')]\nmax_iters = 50\n"
              "train_cfg = dict(type='SegTrainLoop', max_iters=max_iters, val_interval=100)\n")
-    config.write_text(CONFIG.format(root=ROOT, data=tmp_path / 'synthetic', extra=extra))
+    config.write_text(tiny_demo_config(tmp_path / 'synthetic', val_images=5, extra=extra))
     env = dict(ENV, PYTHONPATH=f'{ROOT}{os.pathsep}{tmp_path}')
     start = time.time()
     out = torchrun(str(config), tmp_path / 'work', 29543, timeout=300, env=env)

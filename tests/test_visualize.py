@@ -13,27 +13,7 @@ from mmengine.config import Config
 
 from seg.models.attention import list_attention
 
-from .conftest import ROOT
-
-TINY = """
-_base_ = ['{root}/configs/demo_ccnet.py']
-data_root = '{data}'
-crop = (32, 64)
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, num_images=8, img_size=crop,
-                                     pipeline=[dict(type='RandomFlip', prob=0.5)]))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, num_images=4, img_size=crop, pipeline=[]))
-test_dataloader = val_dataloader
-model = dict(backbone=dict(channels=(8, 8, 16, 16)),
-             decode_head=dict(in_channels=16, channels=8), auxiliary_head=dict(in_channels=16, channels=8))
-max_iters = 4
-param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=2)
-default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
-                     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4, max_keep_ckpts=1,
-                                     save_best='mIoU', rule='greater'))
-"""
+from .conftest import ROOT, tiny_demo_config
 
 
 def _run_tool(*args):
@@ -57,7 +37,7 @@ def tiny_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp('viz')
     config = tmp / 'tiny_ccnet.py'
-    config.write_text(TINY.format(root=ROOT, data=tmp / 'synthetic'))
+    config.write_text(tiny_demo_config(tmp / 'synthetic', loop='IterBasedTrainLoop', val_interval=2, save_best=True))
     work = tmp / 'work'
     runner = train(str(config), work_dir=str(work))
     image = tmp / 'synthetic' / 'img_dir' / 'val' / '00001.png'
