@@ -1,4 +1,4 @@
-"""mmsegmentation's side of the side-by-side benchmark (``tools/benchmark_vs_mmseg.py``).
+"""mmsegmentation's side of the side-by-side benchmark (``benchmarks/vs_mmseg.py``).
 
 Runs in a separate virtual environment that has mmsegmentation 1.2.2 -- never in seg's, and seg
 never imports it::

@@ -210,3 +210,36 @@ def test_metrics_are_read_from_work_dirs_not_invented(tmp_path):
     assert got.miou == 61.5 and got.source.endswith('metrics.json') and math.isnan(got.class_iou['bus_lane'])
 
 
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_precision_reaches_training_evaluation_and_timing(precision):
+    import copy
+
+    from mmengine.config import Config
+
+    from seg.analysis.profile import profile_segmentor
+    from seg.apis.compare import CompareSettings, training_config
+    from seg.apis.config import load_config
+    from seg.apis.inference import fast_model
+    from seg.apis.model_io import build_model
+    from seg.engine.precision import resolve_precision
+
+    settings = CompareSettings(configs_dir=f'{ROOT}/configs', precision=precision)
+    base = load_config(f'{ROOT}/configs/demo_ccnet.py')
+    cfg = training_config(base, base.model.to_dict(), settings, seed=0)
+    assert (cfg.precision, cfg.channels_last) == (precision, 'auto')  # what train() and evaluate() get
+
+    chosen = resolve_precision(precision, 'cpu', 'auto')
+    model = build_model(Config(dict(model=base.model.to_dict())))
+    seen = []
+    conv = model.decode_head.cls  # the classifier, a 1x1 conv
+    conv.register_forward_hook(lambda m, i, o: seen.append(
+        (m.training, o.dtype, o.is_contiguous(memory_format=torch.channels_last))))
+    fast = fast_model(copy.deepcopy(model), chosen)  # the hook is copied with it
+    report = profile_segmentor(model, (32, 64), 'cpu', 2, 0, 1, chosen, fast)
+    assert report.forward_ms > 0 and report.train_ms > 0
+    want = torch.bfloat16 if precision == 'bf16' else torch.float32
+    train = [s for s in seen if s[0]]
+    assert train and all(d == want and cl == chosen.channels_last for _, d, cl in train)
+    assert any(d == want and cl == chosen.channels_last for t, d, cl in seen if not t)  # the timed forward

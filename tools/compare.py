@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--train-batch-size', type=int, help="training batch (default: the data config's)")
     parser.add_argument('--bootstrap', type=int, default=1000, help='bootstrap replicates of the differences')
     parser.add_argument('--num-workers', type=int, default=2, help='data loader workers of the evaluations')
+    parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto',
+                        help="training, evaluation and timing ('auto': bf16 where the hardware has it)")
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto')
     parser.add_argument('--configs-dir', default=str(CONFIGS), help='the configs/ folder')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='overrides for every training config')
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         configs_dir=args.configs_dir, backbone=args.backbone, size=args.size, device=args.device,
         batch=args.batch_size, warmup=args.warmup, repeat=args.repeat, train=args.train, data=args.data,
         iters=args.iters, train_batch_size=args.train_batch_size, seeds=args.seeds, num_workers=args.num_workers,
-        cfg_options=args.cfg_options, work_dirs=args.work_dirs, out_dir=args.out, bootstrap=args.bootstrap)
+        cfg_options=args.cfg_options, work_dirs=args.work_dirs, out_dir=args.out, bootstrap=args.bootstrap,
+        precision=args.precision, channels_last={'auto': 'auto', 'on': True, 'off': False}[args.channels_last])
     result = run_comparison(args.models, settings)
     result.command = 'python tools/compare.py ' + ' '.join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

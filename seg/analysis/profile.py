@@ -6,12 +6,15 @@ the input present before a pass are added to its peak, so CPU and CUDA peaks mea
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from seg.engine.precision import Precision
 
 from .measure import MEMORY_METHODS, count_flops, count_parameters, peak_memory, time_call
 
@@ -111,7 +114,8 @@ class CostReport:
 
 
 def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | torch.device = 'cpu',
-                      batch: int = 1, warmup: int = 3, repeat: int = 10) -> CostReport:
+                      batch: int = 1, warmup: int = 3, repeat: int = 10, precision: Precision | None = None,
+                      forward_model: nn.Module | None = None) -> CostReport:
     """Parameters, FLOPs, latency and peak memory of an ``EncoderDecoder``.
 
     Args:
@@ -121,6 +125,11 @@ def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | tor
         batch: batch size of the timed passes (FLOPs are always for batch 1).
         warmup: untimed passes before timing.
         repeat: timed passes (0: count parameters and FLOPs only).
+        precision: how the training step is timed: under autocast to ``precision.dtype`` (none for
+            fp32), model and input channels-last if it says so. None: fp32, contiguous.
+        forward_model: the model whose eval forward is timed (e.g. ``model`` made fast for inference:
+            BatchNorm folded, weights cast); default ``model`` itself. Parameters and FLOPs are always
+            those of ``model`` in fp32.
 
     Returns:
         A :class:`CostReport`.
@@ -144,9 +153,17 @@ def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | tor
                         device=str(device), memory_method=MEMORY_METHODS.get(device.type, MEMORY_METHODS['cpu']))
     if repeat:
         inputs, samples = random_samples(batch, (h, w), model.num_classes, device)
-        report.forward_ms, report.forward_peak = measure_pass(model, inputs, samples, False, warmup, repeat)
+        if precision is not None and precision.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        fwd = model if forward_model is None else forward_model.to(device)
+        report.forward_ms, report.forward_peak = measure_pass(fwd, inputs, samples, False, warmup, repeat)
+        autocast = contextlib.nullcontext()
+        if precision is not None and precision.dtype is not None:
+            autocast = torch.autocast(device.type, dtype=precision.dtype)
         try:
-            report.train_ms, report.train_peak = measure_pass(model, inputs, samples, True, warmup, repeat)
+            with autocast:
+                report.train_ms, report.train_peak = measure_pass(model, inputs, samples, True, warmup, repeat)
         except ValueError as exc:  # e.g. a BatchNorm over pooled vectors (SK) cannot train on batch 1
             model.zero_grad(set_to_none=True)
             model.eval()

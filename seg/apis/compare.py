@@ -35,11 +35,13 @@ from seg.analysis.report import to_csv, to_json, to_markdown
 from seg.analysis.results import read_json, read_per_image_counts, read_run_metrics
 from seg.analysis.specs import BACKBONES, ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
 from seg.engine.config_data import config_to_data
+from seg.engine.precision import resolve_precision
 from seg.fileio import ensure_dir
 from seg.registry import DATASETS
 
 from .config import load_config, model_without_ignore_index
 from .evaluate import evaluate
+from .inference import fast_model
 from .model_io import build_model
 from .train import train
 
@@ -76,6 +78,9 @@ class CompareSettings:
         out_dir: where runs and reports go.
         bootstrap: bootstrap replicates of the paired differences.
         checkpoint_interval: iterations between checkpoints of a run (what an interruption can lose).
+        precision: 'auto' (bf16 where the hardware has it natively, else fp32), 'fp32', 'bf16' or
+            'fp16': of the training runs, their evaluation and the timed passes.
+        channels_last: 'auto' (with bf16 / fp16), True or False; the same three.
     """
 
     configs_dir: str = 'configs'
@@ -96,6 +101,8 @@ class CompareSettings:
     out_dir: str | None = None
     bootstrap: int = 1000
     checkpoint_interval: int = 100
+    precision: str = 'auto'
+    channels_last: bool | str = 'auto'
 
 
 # ------------------------------------------------------------------------------------------- configs
@@ -144,6 +151,7 @@ def training_config(base: Config, model: dict, settings: CompareSettings, seed: 
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=interval, max_keep_ckpts=2)
     cfg.default_hooks.logger.interval = min(50, iters)
     cfg.randomness = dict(seed=seed)
+    cfg.precision, cfg.channels_last = settings.precision, settings.channels_last
     cfg.pop('total_batch_size', None)
     if settings.train_batch_size is not None:
         cfg.train_dataloader.batch_size = settings.train_batch_size
@@ -162,7 +170,8 @@ def schedule_of(cfg: Config, settings: CompareSettings) -> dict:
                 lr_schedule='PolyLR(power=0.9, eta_min=1e-4)',
                 augmentation=[t.get('type') for t in dataset.get('pipeline') or []],
                 seeds=list(range(settings.seeds)), backbone=settings.backbone,
-                ignore_index=cfg.model.get('ignore_index'))
+                ignore_index=cfg.model.get('ignore_index'), precision=settings.precision,
+                channels_last=settings.channels_last)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -194,7 +203,8 @@ def _train_run(label: str, cfg: Config, run_dir: Path, settings: CompareSettings
         train(copy.deepcopy(cfg), work_dir=str(run_dir), resume=resume)
         record['train_seconds'] = round(record['train_seconds'] + time.perf_counter() - start, 1)
     start = time.perf_counter()
-    evaluate(str(final), out=str(run_dir / 'metrics.json'), num_workers=settings.num_workers)
+    evaluate(str(final), out=str(run_dir / 'metrics.json'), num_workers=settings.num_workers,
+             precision=settings.precision, channels_last=settings.channels_last)
     record.update(done=True, eval_seconds=round(time.perf_counter() - start, 1), checkpoint=str(final))
     record_path.write_text(json.dumps(record, indent=1))
     return _finished_run(run_dir, seed)
@@ -242,6 +252,7 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
     device = torch.device(settings.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f'device {settings.device!r} requested but CUDA is not available')
+    chosen = resolve_precision(settings.precision, device, settings.channels_last)
 
     rel, overrides = BACKBONES[settings.backbone]
     skeleton = load_config(Path(settings.configs_dir) / rel, {f'model.{k}': v for k, v in overrides.items()})
@@ -274,8 +285,9 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
             runs = _recorded_runs(spec, i, settings)
         log(f'== [{i + 1}/{len(parsed)}] profiling {spec.label} at {size[0]}x{size[1]} on {device}')
         model = build_model(Config(dict(model=model_cfg)))
-        cost = profile_segmentor(model, size, device, settings.batch, settings.warmup, settings.repeat)
-        del model
+        fast = fast_model(copy.deepcopy(model), chosen) if settings.repeat else None
+        cost = profile_segmentor(model, size, device, settings.batch, settings.warmup, settings.repeat, chosen, fast)
+        del model, fast
         results.append(ModelResult(spec, cost, runs))
 
     if not classes:
@@ -290,6 +302,10 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
     method = 'peak of the CPU allocator events (torch.profiler), weights and input included' \
         if device.type == 'cpu' else 'torch.cuda.max_memory_allocated, weights and input included'
     notes.append(f'Peak memory: {method} (seg.analysis.measure).')
+    notes.append(f'Timed with {chosen.describe()}: the forward on the inference path (BatchNorm folded'
+                 + (f', weights in {chosen.name}' if chosen.dtype is not None else '')
+                 + '), the training step' + (f' under {chosen.name} autocast' if chosen.dtype is not None else '')
+                 + '; training and evaluation of the runs with the same setting.')
     machine = environment(device)
     machine = dict(cpu=machine['cpu'], cores=machine['cpu_count'], threads=machine['threads'],
                    torch=machine['torch'], python=platform.python_version(), **({'gpu': machine['gpu']}
