@@ -243,3 +243,12 @@ def test_precision_reaches_training_evaluation_and_timing(precision):
     train = [s for s in seen if s[0]]
     assert train and all(d == want and cl == chosen.channels_last for _, d, cl in train)
     assert any(d == want and cl == chosen.channels_last for t, d, cl in seen if not t)  # the timed forward
+
+
+def test_every_context_head_is_timed_in_bf16():
+    # The training step runs its forward under autocast and its backward outside it, as training
+    # does (the chunked PAM backward accumulates in float32, which autocast around it would break).
+    result = _compare(['fcn', 'ccnet', 'danet', 'nonlocal'], size=(32, 64), warmup=0, repeat=1, precision='bf16')
+    for m in result.models:
+        assert m.cost.forward_ms > 0 and m.cost.train_ms > 0, m.spec.label
+    assert any('precision bf16' in n for n in result.notes)

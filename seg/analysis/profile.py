@@ -35,10 +35,18 @@ def random_samples(batch: int, size: tuple[int, int], num_classes: int, device: 
     return inputs, [dict(gt_sem_seg=labels[i]) for i in range(batch)]
 
 
-def _step(model: nn.Module, inputs: Tensor, samples: list[dict], train: bool) -> None:
-    """One forward (eval, no grad) or one forward + backward (train mode, the model's own losses)."""
+def _step(model: nn.Module, inputs: Tensor, samples: list[dict], train: bool,
+          autocast: torch.dtype | None = None) -> None:
+    """One forward (eval, no grad) or one forward + backward (train mode, the model's own losses).
+
+    ``autocast``: run the training forward (not the backward, as PyTorch recommends and as the
+    optimizer wrapper does) under autocast to that dtype.
+    """
     if train:
-        losses = model.loss(inputs, samples)
+        context = torch.autocast(inputs.device.type, dtype=autocast) if autocast is not None \
+            else contextlib.nullcontext()
+        with context:
+            losses = model.loss(inputs, samples)
         total = sum(v for k, v in losses.items() if k.startswith('loss'))
         total.backward()
         model.zero_grad(set_to_none=True)
@@ -48,7 +56,7 @@ def _step(model: nn.Module, inputs: Tensor, samples: list[dict], train: bool) ->
 
 
 def measure_pass(model: nn.Module, inputs: Tensor, samples: list[dict], train: bool, warmup: int = 3,
-                 repeat: int = 10) -> tuple[float, int]:
+                 repeat: int = 10, autocast: torch.dtype | None = None) -> tuple[float, int]:
     """Median latency and peak memory of one pass of a segmentor.
 
     Args:
@@ -59,6 +67,7 @@ def measure_pass(model: nn.Module, inputs: Tensor, samples: list[dict], train: b
             losses in train mode (the gradients are dropped after each step).
         warmup: untimed passes first.
         repeat: timed passes; the median is reported.
+        autocast: the training forward under autocast to this dtype (None: as the model is).
 
     Returns:
         ``(median milliseconds, peak bytes)``: the peak of one extra pass (see
@@ -70,11 +79,11 @@ def measure_pass(model: nn.Module, inputs: Tensor, samples: list[dict], train: b
     device = inputs.device
     model.train(train)
     model.zero_grad(set_to_none=True)
-    times = time_call(lambda: _step(model, inputs, samples, train), device, warmup, repeat)
+    times = time_call(lambda: _step(model, inputs, samples, train, autocast), device, warmup, repeat)
     present = [*model.parameters(), *model.buffers(), inputs, *(s['gt_sem_seg'] for s in samples)]
     base = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in present}.values())
     gc.collect()
-    _, peak = peak_memory(lambda: _step(model, inputs, samples, train), device)
+    _, peak = peak_memory(lambda: _step(model, inputs, samples, train, autocast), device)
     model.eval()
     return statistics.median(times) * 1000.0, base + peak
 
@@ -158,12 +167,9 @@ def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | tor
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         fwd = model if forward_model is None else forward_model.to(device)
         report.forward_ms, report.forward_peak = measure_pass(fwd, inputs, samples, False, warmup, repeat)
-        autocast = contextlib.nullcontext()
-        if precision is not None and precision.dtype is not None:
-            autocast = torch.autocast(device.type, dtype=precision.dtype)
+        dtype = precision.dtype if precision is not None else None
         try:
-            with autocast:
-                report.train_ms, report.train_peak = measure_pass(model, inputs, samples, True, warmup, repeat)
+            report.train_ms, report.train_peak = measure_pass(model, inputs, samples, True, warmup, repeat, dtype)
         except ValueError as exc:  # e.g. a BatchNorm over pooled vectors (SK) cannot train on batch 1
             model.zero_grad(set_to_none=True)
             model.eval()
