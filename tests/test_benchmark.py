@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from seg.analysis.model_bench import PassTiming, agreement, format_timing, present_bytes, time_passes
+from seg.analysis.measure import present_bytes
+from seg.analysis.model_bench import PassTiming, agreement, format_timing, time_passes
 from seg.apis.benchmark import BenchmarkSettings, accuracy_guard, run_benchmark
 
 from .conftest import ROOT

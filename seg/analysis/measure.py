@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # silence the profiler's per-session log lines
 
 __all__ = ['FUSED_ATTENTION_KERNELS', 'MEMORY_METHODS', 'count_flops', 'count_parameters', 'cpu_model',
-           'duration', 'environment', 'mib', 'peak_memory', 'si', 'size', 'sync', 'time_call']
+           'duration', 'environment', 'mib', 'peak_memory', 'present_bytes', 'si', 'size', 'sync', 'time_call']
 
 T = TypeVar('T')
 
@@ -49,6 +49,17 @@ def count_parameters(module: nn.Module | None) -> int:
     if module is None:
         return 0
     return sum(p.numel() for p in module.parameters())
+
+
+def present_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (views of one storage count once; non-tensors
+    are skipped): what a pass finds already allocated (weights, buffers, optimizer state, the batch)."""
+    storages = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
 
 
 def _cpu_flash_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:

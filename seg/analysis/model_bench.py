@@ -28,10 +28,10 @@ import torch
 
 from seg.evaluation.metrics import confusion_matrix, metrics_from_confusion
 
-from .measure import duration, environment, peak_memory, size, sync, time_call
+from .measure import duration, environment, peak_memory, present_bytes, size, sync, time_call
 
 __all__ = ['GUARD_AGREEMENT', 'GUARD_MIOU_POINTS', 'Agreement', 'PassTiming', 'agreement', 'format_agreement',
-           'format_timing', 'present_bytes', 'time_passes']
+           'format_timing', 'time_passes']
 
 GUARD_AGREEMENT = 0.999
 """A fast default must agree with fp32 on at least this fraction of pixels ..."""
@@ -69,16 +69,6 @@ class PassTiming:
     def median_s(self) -> float:
         """Median seconds per pass over every timed pass."""
         return statistics.median(t for rep in self.times for t in rep)
-
-
-def present_bytes(tensors: Iterable[torch.Tensor]) -> int:
-    """Bytes of the distinct storages behind ``tensors``."""
-    storages = {}
-    for t in tensors:
-        if isinstance(t, torch.Tensor):
-            storage = t.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
-    return sum(storages.values())
 
 
 def time_passes(step: Callable[[], Any], device: str | torch.device, warmup: int, iters: int, repeat: int,

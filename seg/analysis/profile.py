@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from seg.engine.precision import Precision
+from seg.engine.precision import Precision, channels_last_model
 
-from .measure import MEMORY_METHODS, count_flops, count_parameters, peak_memory, time_call
+from .measure import MEMORY_METHODS, count_flops, count_parameters, peak_memory, present_bytes, time_call
 
 __all__ = ['CostReport', 'measure_pass', 'profile_segmentor', 'random_samples']
 
@@ -80,8 +80,7 @@ def measure_pass(model: nn.Module, inputs: Tensor, samples: list[dict], train: b
     model.train(train)
     model.zero_grad(set_to_none=True)
     times = time_call(lambda: _step(model, inputs, samples, train, autocast), device, warmup, repeat)
-    present = [*model.parameters(), *model.buffers(), inputs, *(s['gt_sem_seg'] for s in samples)]
-    base = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in present}.values())
+    base = present_bytes([*model.parameters(), *model.buffers(), inputs, *(s['gt_sem_seg'] for s in samples)])
     gc.collect()
     _, peak = peak_memory(lambda: _step(model, inputs, samples, train, autocast), device)
     model.eval()
@@ -163,7 +162,7 @@ def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | tor
     if repeat:
         inputs, samples = random_samples(batch, (h, w), model.num_classes, device)
         if precision is not None and precision.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = channels_last_model(model)
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         fwd = model if forward_model is None else forward_model.to(device)
         report.forward_ms, report.forward_peak = measure_pass(fwd, inputs, samples, False, warmup, repeat)

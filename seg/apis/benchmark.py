@@ -30,7 +30,13 @@ from seg.analysis.model_bench import (
     format_timing,
     time_passes,
 )
-from seg.engine.precision import Precision, resolve_precision
+from seg.engine.precision import (
+    Precision,
+    amp_precision,
+    channels_last_model,
+    resolve_precision,
+    use_amp_wrapper,
+)
 
 from .config import load_config
 from .inference import fast_model
@@ -90,10 +96,7 @@ def _device(name: str | None) -> torch.device:
 
 
 def _precision(settings: BenchmarkSettings, device: torch.device) -> Precision:
-    requested = settings.precision
-    if settings.amp:
-        requested = 'fp16' if device.type == 'cuda' and not torch.cuda.is_bf16_supported() else 'bf16'
-    return resolve_precision(requested, device)
+    return resolve_precision(amp_precision(device) if settings.amp else settings.precision, device)
 
 
 def _model(settings: BenchmarkSettings, device: torch.device) -> tuple[torch.nn.Module, Config]:
@@ -120,9 +123,7 @@ def _optim_wrapper(model: torch.nn.Module, cfg: Config, precision: Precision):
     from mmengine.registry import DefaultScope
 
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
-    if precision.name != 'fp32':
-        wrapper_cfg.type = 'AutoAmpOptimWrapper'
-        wrapper_cfg.dtype = {'bf16': 'bfloat16', 'fp16': 'float16'}[precision.name]
+    use_amp_wrapper(wrapper_cfg, precision)
     with DefaultScope.overwrite_default_scope('seg'):
         return build_optim_wrapper(model, wrapper_cfg)
 
@@ -167,8 +168,7 @@ def run_benchmark(settings: BenchmarkSettings) -> tuple[PassTiming, Agreement | 
     else:
         model.train()
         if precision.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            model.data_preprocessor.channels_last = True
+            model = channels_last_model(model)
         wrapper = _optim_wrapper(model, cfg, precision)
         if settings.compile:
             model.backbone = torch.compile(model.backbone)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from seg.datasets.base import CorruptFileError, read_image
 from seg.datasets.transforms import build_pipeline
 from seg.engine.config_data import config_from_data
-from seg.engine.precision import Precision, resolve_precision
+from seg.engine.precision import Precision, channels_last_model, resolve_precision
 from seg.fileio import ensure_dir, output_path
 from seg.models.fuse import fold_batchnorm
 
@@ -99,8 +99,7 @@ def fast_model(model: nn.Module, precision: Precision, fold_bn: bool = True, com
                 part.to(precision.dtype)
         model.compute_dtype = precision.dtype
     if precision.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        model.data_preprocessor.channels_last = True
+        model = channels_last_model(model)
     if compile:
         model.backbone = torch.compile(model.backbone)
         model.decode_head = torch.compile(model.decode_head)

@@ -72,12 +72,12 @@ def _set_precision(cfg: Config, precision: str | None, channels_last: bool | str
     import torch
     from mmengine.logging import print_log
 
-    from seg.engine.precision import resolve_precision
+    from seg.engine.precision import amp_precision, resolve_precision, use_amp_wrapper
 
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     requested = precision or cfg.get('precision', 'auto')
     if amp:
-        requested = 'fp16' if device == 'cuda' and not torch.cuda.is_bf16_supported() else 'bf16'
+        requested = amp_precision(device)
     layout = cfg.get('channels_last', 'auto') if channels_last is None else channels_last
     chosen = resolve_precision(requested, device, layout)
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
@@ -86,9 +86,8 @@ def _set_precision(cfg: Config, precision: str | None, channels_last: bool | str
         print_log(f'optim_wrapper.type={wrapper!r} decides the precision; not switching to {chosen.name}',
                   logger='current')
         chosen = resolve_precision('fp32', device, layout)
-    elif chosen.name != 'fp32':
-        cfg.optim_wrapper.type = 'AutoAmpOptimWrapper'
-        cfg.optim_wrapper.dtype = {'bf16': 'bfloat16', 'fp16': 'float16'}[chosen.name]
+    else:
+        use_amp_wrapper(cfg.optim_wrapper, chosen)
     cfg.precision, cfg.channels_last = chosen.name, chosen.channels_last
     print_log(f'training with {chosen.describe()}', logger='current')
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ['PRECISIONS', 'Precision', 'cpu_bf16_flags', 'resolve_precision']
+__all__ = ['PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'resolve_precision',
+           'use_amp_wrapper']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -88,3 +89,25 @@ def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu
     else:
         raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
     return Precision(name, last, why)
+
+
+def amp_precision(device: str | torch.device) -> str:
+    """What ``--amp`` (mixed precision whatever the hardware) means on ``device``: bf16, or fp16 on
+    CUDA GPUs without bf16."""
+    cuda = torch.device(device).type == 'cuda'
+    return 'fp16' if cuda and not torch.cuda.is_bf16_supported() else 'bf16'
+
+
+def use_amp_wrapper(optim_wrapper: dict, precision: Precision) -> None:
+    """Make an optim-wrapper config run the forward under ``precision``'s autocast (in place; fp32: no change)."""
+    if precision.dtype is not None:
+        optim_wrapper['type'] = 'AutoAmpOptimWrapper'
+        optim_wrapper['dtype'] = str(precision.dtype).removeprefix('torch.')
+
+
+def channels_last_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in NHWC memory format, its data preprocessor (if any) emitting NHWC batches."""
+    model = model.to(memory_format=torch.channels_last)
+    if hasattr(model, 'data_preprocessor'):
+        model.data_preprocessor.channels_last = True
+    return model

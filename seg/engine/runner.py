@@ -21,7 +21,6 @@ import os.path as osp
 import time
 
 import mmengine
-import torch
 from mmengine.dist import master_only
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -40,6 +39,7 @@ from .checkpoint import (
     to_plain,
 )
 from .config_data import DATA_KEY, config_to_data
+from .precision import channels_last_model
 from .rng import get_rng_state
 
 __all__ = ['SegRunner']
@@ -52,11 +52,7 @@ class SegRunner(Runner):
     def build_model(self, model):
         """mmengine's, then the memory format of the run (``cfg.channels_last``), before any DDP wrapping."""
         model = super().build_model(model)
-        if self.cfg.get('channels_last'):
-            model = model.to(memory_format=torch.channels_last)
-            if hasattr(model, 'data_preprocessor'):
-                model.data_preprocessor.channels_last = True
-        return model
+        return channels_last_model(model) if self.cfg.get('channels_last') else model
 
     def _module(self):
         return self.model.module if is_model_wrapper(self.model) else self.model

@@ -196,7 +196,7 @@ class EncoderDecoder(BaseModel):
                 # Crops smaller than crop_size (small images) are padded, then the padding is cut off.
                 crop = F.pad(crop, (0, crop_w - cw, 0, crop_h - ch))
                 out = resize(self.forward_logits(crop)['out'].float(), (crop_h, crop_w), self.align_corners)
-                logits[:, :, y1:y2, x1:x2] += out[:, :, :ch, :cw].float()
+                logits[:, :, y1:y2, x1:x2] += out[:, :, :ch, :cw]
                 count[:, :, y1:y2, x1:x2] += 1
         return logits / count
 
