@@ -61,9 +61,32 @@ ATTENTION = SegRegistry('attention', scope='seg', locations=['seg.models.attenti
 # optimizers, schedulers, loops, visualizers... through the parent without a fallback warning.
 from mmengine import registry as _mm  # noqa: E402
 
-_LOCATIONS = {'DATA_SAMPLERS': ['seg.datasets'], 'LOOPS': ['seg.engine'], 'RUNNERS': ['seg.engine']}
+_LOCATIONS = {'DATA_SAMPLERS': ['seg.datasets'], 'LOOPS': ['seg.engine'], 'RUNNERS': ['seg.engine'],
+              'FUNCTIONS': ['seg.datasets']}
 for _name in ('DATA_SAMPLERS', 'EVALUATOR', 'FUNCTIONS', 'LOG_PROCESSORS', 'LOOPS', 'MODEL_WRAPPERS',
               'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIMIZERS', 'PARAM_SCHEDULERS', 'RUNNERS', 'VISBACKENDS',
               'VISUALIZERS', 'WEIGHT_INITIALIZERS', 'RUNNER_CONSTRUCTORS', 'INFERENCERS', 'TASK_UTILS'):
     _parent = getattr(_mm, _name)
     globals()[_name] = SegRegistry(_parent.name, parent=_parent, scope='seg', locations=_LOCATIONS.get(_name, []))
+
+
+def registries() -> list[SegRegistry]:
+    """Every registry of ``seg``."""
+    return [value for value in globals().values() if isinstance(value, SegRegistry)]
+
+
+def registered_types() -> frozenset[str]:
+    """Every name a config's ``type`` may take: what ``seg``'s registries and the mmengine registries they
+    inherit from (optimizers, schedulers, hooks, ...) hold, after importing every module that registers.
+
+    A config read from a file somebody handed over may name these and nothing else
+    (:func:`seg.engine.config_data.check_stored_config`): mmengine's look-up of any other name imports
+    modules and returns arbitrary callables.
+    """
+    import importlib
+
+    importlib.import_module('mmengine.runner')  # registers mmengine's optimizers, schedulers, hooks, loops
+    names: set[str] = set()
+    for registry in registries():
+        names.update(registry.valid_names())
+    return frozenset(names)

@@ -304,15 +304,26 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         return img
 
 
+def _register_albumentations() -> None:
+    """Register every albumentations transform class under its own name (ours win a clash: ``Resize``,
+    ``RandomCrop``, ``Pad``), so that a pipeline names registered types only, as every config does."""
+    for name in dir(A):
+        cls = getattr(A, name)
+        if (not name.startswith('_') and isinstance(cls, type) and issubclass(cls, (A.BasicTransform, A.BaseCompose))
+                and name not in TRANSFORMS.module_dict):
+            TRANSFORMS.register_module(name=name, module=cls)
+
+
+def _own_transforms() -> list[str]:
+    return sorted(n for n, c in TRANSFORMS.module_dict.items() if c.__module__ == __name__)
+
+
 def _transform_class(name: str) -> type:
-    """Our transform named ``name``, else albumentations' one; ValueError listing ours otherwise."""
-    ours = TRANSFORMS.module_dict.get(name)
-    if ours is not None:
-        return ours
-    theirs = getattr(A, name, None)
-    if isinstance(theirs, type) and issubclass(theirs, (A.BasicTransform, A.BaseCompose)):
-        return theirs
-    raise ValueError(f'unknown transform type {name!r}; ours are: {", ".join(sorted(TRANSFORMS.module_dict))}; '
+    """The transform registered as ``name`` (ours, else albumentations'); ValueError listing ours otherwise."""
+    cls = TRANSFORMS.module_dict.get(name) if isinstance(name, str) else None
+    if cls is not None:
+        return cls
+    raise ValueError(f'unknown transform type {name!r}; ours are: {", ".join(_own_transforms())}; '
                      f'any albumentations transform name (e.g. HorizontalFlip, ColorJitter) is also accepted')
 
 
@@ -336,6 +347,9 @@ def _build_transform(cfg: Any) -> A.BasicTransform | A.BaseCompose:
     if invalid:
         raise ValueError(f'transform {name!r} got unknown argument(s) {invalid}; config was {cfg!r}')
     return transform
+
+
+_register_albumentations()
 
 
 def reseed_pipeline(pipeline: A.BaseCompose, seed: int) -> None:

@@ -8,6 +8,13 @@ before this format carry the config as Python text in the same key (mmengine's `
 reads such text with a parser that accepts literals only (assignments of numbers, strings,
 ``True`` / ``False`` / ``None``, lists, tuples, dicts and ``dict(key=value, ...)``) and refuses
 anything else with the line it found. Nothing of the text is ever run.
+
+Plain data is not yet harmless: mmengine's registries, asked for a ``type`` they do not hold, import
+the name's first part as a module and return any importable callable, which the builder then calls.
+So :func:`config_from_data` checks every type name first (:func:`check_stored_config`): each must be a
+name registered in ``seg``'s registries or the mmengine registries they inherit from, with no dot and
+no scope, and the keys that switch scopes or import modules (``_scope_``, ``custom_imports``, a
+``default_scope`` other than ``seg``) are refused. Nothing is imported or called before the check.
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from typing import Any
 
 from mmengine.config import Config
 
-__all__ = ['DATA_KEY', 'config_from_data', 'config_to_data', 'literal_config', 'plain_data']
+__all__ = ['DATA_KEY', 'check_stored_config', 'config_from_data', 'config_to_data', 'literal_config', 'plain_data']
 
 DATA_KEY = 'cfg'
 """Key of the config in a checkpoint's ``meta``: a dict of plain data (older checkpoints: Python text)."""
@@ -64,15 +71,74 @@ def config_to_data(cfg: Config) -> dict:
     return plain_data(cfg.to_dict())
 
 
-def config_from_data(data: Mapping, source: str = 'checkpoint') -> Config:
-    """Rebuild a config from plain data without executing anything.
+TYPE_KEYS = ('type', 'constructor', 'runner_type')
+"""Keys whose string value mmengine looks up in a registry: ``type`` anywhere, an optimizer wrapper's
+``constructor`` and the top-level ``runner_type``."""
+
+
+def _type_error(source: str, where: str, value: Any, why: str) -> ValueError:
+    return ValueError(f'{source}: {where} = {value!r} {why}; a stored config may name only types registered in '
+                      "seg's registries (e.g. 'EncoderDecoder', 'CCHead', 'SGD'), without a dot or scope; "
+                      'it is data and nothing it names is imported (pass --config CONFIG to use your own code)')
+
+
+def check_stored_config(data: Mapping, source: str = 'stored config') -> None:
+    """Refuse a stored config that would make mmengine import a module or call an unregistered callable.
+
+    Every ``type`` (and ``constructor`` / ``runner_type``) must be a string registered in ``seg``'s
+    registries or the mmengine registries they inherit from (:func:`seg.registry.registered_types`),
+    without a dot; ``_scope_`` and ``custom_imports`` are refused anywhere, and so is a
+    ``default_scope`` other than ``'seg'``. Nothing is imported from the names before this check.
+
+    Args:
+        data: the config as plain data (from a checkpoint, an ONNX file's metadata, a run record ...).
+        source: the file it came from, for the error message.
 
     Raises:
-        ValueError: ``data`` is not a dict of plain data.
+        ValueError: naming the file, the key path and the offending value.
+    """
+    from seg.registry import registered_types
+
+    allowed = registered_types()
+    scope = data.get('default_scope')
+    if scope not in (None, 'seg'):
+        raise ValueError(f"{source}: default_scope = {scope!r}; a stored config may only use the scope 'seg'")
+
+    def walk(node: Any, where: str, top: bool = False) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                path = key if top else f'{where}.{key}'
+                if key in ('_scope_', 'custom_imports'):
+                    raise ValueError(f'{source}: {path} = {value!r} is refused; a stored config may not import '
+                                     'modules or switch registry scopes')
+                if key in TYPE_KEYS and (key != 'runner_type' or top):
+                    if not isinstance(value, str):
+                        raise _type_error(source, path, value, 'is not a name')
+                    if '.' in value or ':' in value:
+                        raise _type_error(source, path, value, 'is a dotted or scoped name')
+                    if value not in allowed:
+                        raise _type_error(source, path, value, 'is not a registered type')
+                else:
+                    walk(value, path)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f'{where}[{i}]')
+
+    walk(data, '', top=True)
+
+
+def config_from_data(data: Mapping, source: str = 'checkpoint') -> Config:
+    """Rebuild a config from plain data without executing anything, its type names checked first.
+
+    Raises:
+        ValueError: ``data`` is not a dict of plain data, or names a type that is not registered, a
+            dotted name, a scope or imports (:func:`check_stored_config`).
     """
     if not isinstance(data, Mapping):
         raise ValueError(f'{source}: the stored config must be a dict, got {type(data).__name__}')
-    return Config(plain_data(dict(data), f'{source} config'))
+    plain = plain_data(dict(data), f'{source} config')
+    check_stored_config(plain, source)
+    return Config(plain)
 
 
 class _Literal(ast.NodeVisitor):
