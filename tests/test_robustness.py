@@ -193,3 +193,75 @@ def test_tools_report_bad_output_paths(tmp_path):
                           timeout=300)
     assert proc.returncode != 0 and 'is a file, not a folder' in proc.stderr
     assert (tmp_path / 'out').read_text() == 'results of yesterday'
+
+
+EVAL_CONFIG = """
+_base_ = ['{root}/configs/demo_ccnet.py']
+model = dict(num_classes=3, backbone=dict(channels=(8, 8, 16, 16)),
+             decode_head=dict(in_channels=16, channels=8, num_classes=3),
+             auxiliary_head=dict(in_channels=16, channels=8, num_classes=3))
+val_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False, dataset=dict(
+    _delete_=True, type='FolderDataset', data_root='{data}', img_dir='img', ann_dir='ann', classes=('a', 'b', 'c'),
+    img_suffix='.png', test_mode=True, on_bad_file='{policy}'))
+test_dataloader = val_dataloader
+"""
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_evaluation_leaves_an_unreadable_file_out_and_names_it(tmp_path, workers):
+    import json
+
+    from seg.apis import evaluate
+    from seg.apis.model_io import build_model
+
+    from .conftest import randomize
+
+    root = folder(tmp_path / 'data', n=6)
+    (root / 'img' / '2.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+
+    def config(policy, batch=1):
+        path = tmp_path / f'eval_{policy}_{batch}.py'
+        path.write_text(EVAL_CONFIG.format(root=ROOT, data=root, policy=policy, batch=batch))
+        return str(path)
+
+    cfg = load_config(config('stop'))
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': randomize(build_model(cfg)).state_dict(), 'meta': {}}, ckpt)
+    with pytest.raises(CorruptFileError, match=r'cannot read image file .*2\.png'):
+        evaluate(str(ckpt), config=config('stop'), num_workers=workers, precision='fp32')
+    skipped = evaluate(str(ckpt), config=config('skip'), num_workers=workers, precision='fp32',
+                       out=str(tmp_path / 'skip.json'))
+    batched = evaluate(str(ckpt), config=config('skip', batch=2), num_workers=workers, precision='fp32')
+    payload = json.loads((tmp_path / 'skip.json').read_text())
+    assert [s['path'] for s in payload['skipped_files']] == [str(root / 'img' / '2.png')]
+    assert 'cannot read image file' in payload['skipped_files'][0]['error']
+    assert len(payload['images']) == len(payload['per_image_counts']) == 5
+
+    os.remove(root / 'img' / '2.png')
+    os.remove(root / 'ann' / '2.png')
+    never_had = evaluate(str(ckpt), config=config('stop'), num_workers=workers, precision='fp32')
+    assert skipped == never_had == batched
+    # The neighbour was scored once: substituting it would weigh image 3 twice.
+    assert 0 < skipped['mIoU'] < 100
+
+
+def test_a_training_validation_with_an_unreadable_file_runs(tmp_path):
+    """mmengine's ValLoop: an all-unreadable batch predicts nothing, the metric names the file."""
+    from seg.evaluation import IoUMetric
+
+    root = folder(tmp_path, n=3)
+    (root / 'img' / '1.png').write_bytes(b'')
+    ds = dataset(root, test_mode=True, on_bad_file='skip')
+    batch = seg_collate([ds[1]])
+    assert batch['inputs'] == [] and batch['skipped'][0]['skipped'].endswith('1.png')
+    cfg = load_config(os.path.join(ROOT, 'configs', 'demo_ccnet.py'))
+    from seg.apis.model_io import build_model
+
+    model = build_model(cfg).eval()
+    assert model.val_step(batch) == [] and model.test_step(batch) == []
+    metric = IoUMetric(num_classes=3)
+    metric.process(batch, [])
+    good = seg_collate([ds[0]])
+    metric.process(good, [dict(s, pred_sem_seg=s['gt_sem_seg']) for s in good['data_samples']])
+    result = metric.evaluate(2)
+    assert result['aAcc'] == 100.0 and [s['skipped'] for s in metric.last_skipped] == [str(root / 'img' / '1.png')]

@@ -1,19 +1,25 @@
-"""Train a segmentor: python tools/train.py CONFIG [--work-dir DIR] [--resume] [--precision P] [--cfg-options k=v ...]
+"""Train a segmentor: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|CKPT]] [--precision P] [--cfg-options k=v ...]
 
 Multi-GPU / multi-node: torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch
+SIGTERM / SIGUSR1 (preemption) save the current iteration and exit with code 75; rerun with --resume.
 """
 import argparse
+import shlex
+import sys
 
 from mmengine.config import DictAction
 
 from seg.apis import train
+from seg.engine.preemption import Preempted
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='config file, e.g. configs/ccnet_r50.py')
     parser.add_argument('--work-dir', help='where logs and checkpoints go (default work_dirs/<config>)')
-    parser.add_argument('--resume', action='store_true', help='continue from the latest checkpoint')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='auto|CKPT',
+                        help='continue from the latest checkpoint of the work dir, or start when there is none '
+                             '(auto, the default of the bare flag), or from the checkpoint CKPT')
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'],
                         help="default the config's ('auto': bf16 where the CPU/GPU has native bf16, else fp32)")
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'],
@@ -26,8 +32,13 @@ def main() -> None:
                         help="'pytorch' under torchrun (DDP)")
     args = parser.parse_args()
     layout = {None: None, 'auto': 'auto', 'on': True, 'off': False}[args.channels_last]
-    train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp, precision=args.precision,
-          channels_last=layout, launcher=args.launcher, cfg_options=args.cfg_options)
+    try:
+        train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp,
+              precision=args.precision, channels_last=layout, launcher=args.launcher, cfg_options=args.cfg_options)
+    except Preempted as stop:
+        again = sys.argv if '--resume' in sys.argv else [*sys.argv, '--resume']
+        print(f'{stop}\nto continue exactly where it stopped, run: python {shlex.join(again)}', file=sys.stderr)
+        sys.exit(stop.exit_code)
 
 
 if __name__ == '__main__':

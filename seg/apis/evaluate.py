@@ -25,6 +25,8 @@ def per_image_counts(results: list[torch.Tensor], confusion: bool) -> torch.Tens
     (a [C, C] confusion matrix each when ``confusion``, else the [3, C] counts themselves)."""
     rows = []
     for r in results:
+        if isinstance(r, dict):  # an unreadable file left out (IoUMetric.process)
+            continue
         r = r.to_dense() if r.is_sparse else r
         rows.append(torch.stack([r.diagonal(), r.sum(1), r.sum(0)]) if confusion else r)
     return torch.stack(rows).to(torch.int64)
@@ -123,6 +125,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         metric = METRICS.build(cfg.get(f'{split}_evaluator', cfg.get('val_evaluator')))
         metric.dataset_meta = dataset.metainfo
     images: list[str] = []
+    skipped: list[dict] = []
     with torch.inference_mode(), report_worker_crash():
         for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
             if tta:
@@ -135,6 +138,8 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
                         probs = torch.nn.functional.interpolate(probs[None], size=gt.shape, mode='bilinear',
                                                                 align_corners=model.align_corners)[0]
                     results.append(dict(sample, pred_sem_seg=probs.argmax(0)))
+            elif not batch['inputs']:  # every file of the batch unreadable (on_bad_file='skip')
+                results = []
             else:
                 data = model.data_preprocessor(batch, False)
                 inputs = data['inputs']
@@ -147,17 +152,22 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
             if metric is not None:
                 metric.process(batch, results)
             images += [s.get('img_path', '') for s in batch['data_samples']]
+            skipped += [dict(path=s['skipped'], error=s['error']) for s in batch.get('skipped', [])]
+    left_out = (f"left out {len(skipped)} unreadable file(s) (on_bad_file='skip'): "
+                + ', '.join(s['path'] for s in skipped)) if skipped else ''
     if metric is None:
-        print(f'wrote {len(images)} results files to {out_dir}')
+        print(f'wrote {len(images)} results files to {out_dir}' + (f'; {left_out}' if skipped else ''))
         return {}
     counts = per_image_counts(metric.results, metric.collect_confusion)
     results = metric.evaluate(len(dataset))
     print(format_table(metric.last_metrics, list(dataset.metainfo['classes'])))
+    if skipped:
+        print(left_out)
     if out:
         payload = dict(mIoU=results['mIoU'], aAcc=results['aAcc'], mAcc=results['mAcc'], checkpoint=ckpt,
                        precision=chosen.name, tta=tta, metrics=results, classes=list(dataset.metainfo['classes']),
                        confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
-                       images=images, per_image_counts=counts.tolist())
+                       images=images, per_image_counts=counts.tolist(), skipped_files=skipped)
         with open(out, 'w') as f:
             json.dump(payload, f, indent=1)
     if plots:

@@ -8,12 +8,13 @@ import uuid
 from mmengine.config import Config
 
 from seg.engine.config_data import config_to_data
+from seg.engine.distributed import init_distributed
 from seg.engine.runner import SegRunner
 
 from .config import import_all, load_config, resolve_runtime
 
 
-def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None, resume: bool = False,
+def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None, resume: bool | str = False,
                  amp: bool = False, launcher: str = 'none', cfg_options: dict | None = None,
                  precision: str | None = None, channels_last: bool | str | None = None) -> SegRunner:
     """A ready runner for ``config``.
@@ -21,7 +22,10 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
     Args:
         config: config path or Config.
         work_dir: where checkpoints and logs go (default ``work_dirs/<config name>``).
-        resume: continue from the newest readable checkpoint in ``work_dir``.
+        resume: ``True`` or ``'auto'``: continue from the newest readable checkpoint in ``work_dir``, or
+            start from scratch when there is none (one command line for a first start, a requeue and an
+            elastic restart); a path: continue from that checkpoint. ``resume=True`` in the config does
+            the same as ``'auto'``.
         amp: mixed precision whatever the hardware (bf16, or fp16 + GradScaler on GPUs without bf16).
         launcher: 'none' (one process) or 'pytorch' (torchrun + DDP).
         cfg_options: overrides, ``{'a.b': value}``.
@@ -50,15 +54,21 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
         cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
     _check_nonfinite_policy(cfg)
     _set_precision(cfg, precision, channels_last, amp)
-    if resume:
+    if resume is True or resume == 'auto':
         cfg.resume = True
         cfg.load_from = None  # SegRunner then takes the newest readable checkpoint of work_dir
+    elif resume:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume {resume!r}: no such checkpoint (give a file, or auto for the '
+                                    f'newest one in the work dir)')
+        cfg.resume = True
+        cfg.load_from = os.fspath(resume)
+    if launcher == 'pytorch':
+        # Joined here, with keys of its own per elastic restart (mmengine then finds the group formed).
+        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'nccl') if _cuda() else 'gloo'
+        init_distributed(backend)
     if launcher == 'pytorch' and not _cuda():
         # DDP on CPU processes: gloo, no device_ids. mmengine's own init would call cuda.set_device.
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend='gloo')
         cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
         # No SyncBN on CPU: keep the BatchNorm statistics of the processes equal instead.
@@ -112,7 +122,12 @@ def _cuda() -> bool:
 
 
 def train(config: str | os.PathLike | Config, **kwargs) -> SegRunner:
-    """Train ``config`` (see :func:`build_runner` for the options); returns the finished runner."""
+    """Train ``config`` (see :func:`build_runner` for the options); returns the finished runner.
+
+    Raises:
+        seg.engine.preemption.Preempted: SIGTERM / SIGUSR1 arrived; the checkpoint of the iteration
+            it finished is written (its path is ``.checkpoint``).
+    """
     runner = build_runner(config, **kwargs)
     runner.train()
     return runner

@@ -98,6 +98,11 @@ def _scan(root: str, suffix: str) -> list[str]:
     return sorted(found)
 
 
+def skipped_sample(path: str, error: str) -> dict[str, str]:
+    """What an evaluation dataset returns for an unreadable file under ``on_bad_file='skip'``."""
+    return {'skipped': path, 'error': error}
+
+
 class BaseSegDataset(Dataset):
     """Pairs ``img_dir/<stem><img_suffix>`` with ``ann_dir/<stem><seg_map_suffix>`` (recursively).
 
@@ -119,7 +124,9 @@ class BaseSegDataset(Dataset):
         palette: One RGB triple per class; defaults to ``METAINFO['palette']`` or a generated one.
         on_bad_file: What an undecodable (truncated, corrupt, empty) image or mask does when a sample
             is read: ``'stop'`` raises the error naming the file; ``'skip'`` logs a warning with the
-            running count and reads the next sample instead.
+            running count and, in training, reads the next sample instead; in ``test_mode`` nothing
+            replaces it: the sample is :func:`skipped_sample` (collated into the batch's ``skipped``
+            list), so the metric leaves the file out and names it.
 
     Raises:
         FileNotFoundError: ``data_root``, ``img_dir`` or ``ann_dir`` is missing, no image ends with
@@ -290,7 +297,8 @@ class BaseSegDataset(Dataset):
         draw is then seeded by ``sample_seed`` alone).
 
         With ``on_bad_file='skip'`` an undecodable file is skipped with a warning (and counted in
-        ``self.skipped``): the next index is tried instead.
+        ``self.skipped``): in training the next index is tried instead; in ``test_mode`` the sample
+        is ``{'skipped': path, 'error': message}`` and no other image takes its place.
         """
         index, sample_seed = (key if isinstance(key, tuple) else (key, None))
         for attempt in range(len(self)):
@@ -302,6 +310,8 @@ class BaseSegDataset(Dataset):
                 self.skipped += 1
                 logger.warning('%s; skipped (on_bad_file=skip): %d file(s) skipped so far in this process',
                                exc, self.skipped)
+                if self.test_mode:  # evaluation: leave the file out, never score a neighbour twice
+                    return skipped_sample(self.data_list[(index + attempt) % len(self)][0], str(exc))
         raise CorruptFileError(f'every sample of {self!r} is unreadable')
 
     def _sample(self, index: int, sample_seed: int | None) -> dict[str, Any]:

@@ -24,17 +24,25 @@ def seg_collate(batch: Sequence[dict[str, Any]]) -> dict[str, list]:
         batch: Samples ``dict(inputs=Tensor, data_samples=dict)``.
 
     Returns:
-        The inputs and the data samples as two lists of equal length.
+        The inputs and the data samples as two lists of equal length; plus ``skipped``, the
+        ``{'skipped': path, 'error': message}`` entries of unreadable evaluation files
+        (:func:`seg.datasets.base.skipped_sample`), when the batch had any.
 
     Raises:
         ValueError: A sample is not a dict with ``inputs`` and ``data_samples``.
     """
-    inputs, data_samples = [], []
+    inputs, data_samples, skipped = [], [], []
     for i, sample in enumerate(batch):
+        if isinstance(sample, dict) and 'skipped' in sample:
+            skipped.append(sample)
+            continue
         if not isinstance(sample, dict) or 'inputs' not in sample or 'data_samples' not in sample:
             found = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
             raise ValueError(f'seg_collate: sample {i} must be a dict with keys "inputs" and "data_samples", '
                              f'got {found}')
         inputs.append(sample['inputs'])
         data_samples.append(sample['data_samples'])
-    return {'inputs': inputs, 'data_samples': data_samples}
+    out = {'inputs': inputs, 'data_samples': data_samples}
+    if skipped:
+        out['skipped'] = skipped
+    return out

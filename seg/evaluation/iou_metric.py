@@ -71,6 +71,8 @@ class IoUMetric(BaseMetric):
             truth, columns = prediction), or None.
         last_metrics: the last evaluation's :func:`metrics_from_confusion` dict (fractions in
             [0, 1], ``IoU`` / ``Acc`` as float64 [C] CPU tensors) plus ``classes``, or None.
+        last_skipped: the files the last evaluation left out because they could not be read
+            (the dataset's ``on_bad_file='skip'``), ``[{'skipped': path, 'error': message}]``.
     """
 
     default_prefix = ''  # no prefix, and no warning from BaseMetric about a missing one
@@ -92,6 +94,7 @@ class IoUMetric(BaseMetric):
         self.collect_confusion = bool(collect_confusion)
         self.last_confusion: Tensor | None = None
         self.last_metrics: dict | None = None
+        self.last_skipped: list[dict] = []
 
     @property
     def num_classes(self) -> int:
@@ -127,10 +130,14 @@ class IoUMetric(BaseMetric):
         """Count one batch: one CPU tensor per sample goes to ``self.results``.
 
         Args:
-            data_batch: the dataloader batch (unused).
+            data_batch: the dataloader batch; its ``skipped`` entries (unreadable files, see
+                :func:`seg.datasets.seg_collate`) are kept as ``{'skipped': path, 'error': ...}`` results,
+                so that they are gathered from every rank and named, never counted.
             data_samples: per sample, a dict (or object) with ``pred_sem_seg`` and
                 ``gt_sem_seg``: int64 [H, W] tensors of the same size.
         """
+        if isinstance(data_batch, Mapping):
+            self.results.extend(dict(entry) for entry in data_batch.get('skipped') or [])
         n = self.num_classes
         for sample in data_samples:
             pred = _label_map(sample, 'pred_sem_seg')
@@ -154,6 +161,12 @@ class IoUMetric(BaseMetric):
         Raises:
             ValueError: if ``results`` is empty or holds tensors of the wrong size.
         """
+        self.last_skipped = [r for r in results if isinstance(r, Mapping)]
+        results = [r for r in results if not isinstance(r, Mapping)]
+        if self.last_skipped:
+            print_log(f'left out {len(self.last_skipped)} unreadable file(s) (on_bad_file=skip): '
+                      + ', '.join(r['skipped'] for r in self.last_skipped), logger=MMLogger.get_current_instance(),
+                      level=30)
         if not results:
             raise ValueError('IoUMetric got no results: process() was never called with samples')
         n = self.num_classes

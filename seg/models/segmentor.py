@@ -111,6 +111,14 @@ class EncoderDecoder(BaseModel):
             outs['aux'] = self.auxiliary_head(feats)['out']
         return outs
 
+    def val_step(self, data: dict) -> list[dict]:
+        """mmengine's; a batch whose files were all unreadable (``on_bad_file='skip'``) predicts nothing."""
+        return super().val_step(data) if data.get('inputs') else []
+
+    def test_step(self, data: dict) -> list[dict]:
+        """mmengine's; a batch whose files were all unreadable (``on_bad_file='skip'``) predicts nothing."""
+        return super().test_step(data) if data.get('inputs') else []
+
     def forward(self, inputs: Tensor, data_samples: list[dict] | None = None, mode: str = 'tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
