@@ -110,7 +110,8 @@ DDP_EXTRA = """max_iters = 12
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]
 train_cfg = dict(type='SegTrainLoop', max_iters=max_iters, val_interval=100)
 randomness = dict(seed=5, deterministic=True)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4, max_keep_ckpts=10))
+default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
+                     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4, max_keep_ckpts=10))
 """
 
 
@@ -142,3 +143,46 @@ def test_torchrun_restarts_a_killed_group_from_the_latest_checkpoint(tmp_path):
     assert f'resumed from {tmp_path / "killed" / "iter_4.pth"}' in log
     assert_identical(torch.load(tmp_path / 'killed' / 'iter_12.pth', map_location='cpu')['state_dict'],
                      torch.load(tmp_path / 'straight' / 'iter_12.pth', map_location='cpu')['state_dict'])
+
+
+SRUN = '#!/bin/sh\n[ "$1" = --kill-on-bad-exit=1 ] && shift\nexec "$@"\n'
+SCONTROL = ('#!/bin/sh\nif [ "$1" = show ]; then echo 127.0.0.1; '
+            'elif [ "$1" = requeue ]; then echo "$2" >> "$REQUEUED"; fi\n')
+
+
+def test_the_slurm_script_requeues_at_the_time_limit_and_the_requeued_job_finishes(tmp_path):
+    """tools/slurm_train.sh under stand-ins for srun and scontrol (srun runs its command, scontrol records
+    the requeue): SIGUSR1 to the batch script, as ``--signal=B:USR1@180`` sends it, stops the two workers
+    after their iteration with a checkpoint; the requeued job resumes from it and finishes."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, text in (('srun', SRUN), ('scontrol', SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    config = tmp_path / 'job.py'
+    config.write_text(tiny_demo_config(tmp_path / 'synthetic', extra=DDP_EXTRA.replace('max_iters = 12', 'max_iters = 40')))
+    work = tmp_path / 'work'
+    env = dict(ENV, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', SLURM_JOB_ID='77', SLURM_JOB_NODELIST='n1',
+               SLURM_NNODES='1', GPUS_PER_NODE='2', PORT='29557', PYTHON=sys.executable,
+               REQUEUED=str(tmp_path / 'requeued'))
+    job = [os.path.join(ROOT, 'tools', 'slurm_train.sh'), str(config), str(work)]
+    proc = subprocess.Popen(['bash', *job], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if 'Iter(train) [ 5/40]' in line:
+            proc.send_signal(signal.SIGUSR1)  # to the batch script only
+            break
+    lines.extend(proc.stdout)
+    assert proc.wait(timeout=180) == 0, ''.join(lines)[-4000:]
+    out = ''.join(lines)
+    assert (tmp_path / 'requeued').read_text().split() == ['77']
+    assert 'SIGTERM received: saving the checkpoint of iteration' in out
+    stopped = max(int(p.stem.split('_')[1]) for p in work.glob('iter_*.pth'))
+    assert 5 <= stopped < 40
+
+    again = subprocess.run(['bash', *job], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert f'resumed from {work / f"iter_{stopped}.pth"}' in again.stdout + again.stderr
+    assert (work / 'iter_40.pth').exists()
