@@ -71,11 +71,9 @@ def test_every_registered_head_and_attention_module_has_a_name():
 
 
 def _skeleton(backbone):
-    from seg.analysis.specs import BACKBONES
-    from seg.apis.config import load_config
+    from seg.models.factory import backbone_skeleton
 
-    rel, overrides = BACKBONES[backbone]
-    return load_config(f'{ROOT}/configs/{rel}', {f'model.{k}': v for k, v in overrides.items()}).model.to_dict()
+    return backbone_skeleton(backbone)
 
 
 def test_every_name_builds_on_a_backbone_preset_without_extra_code():

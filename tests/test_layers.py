@@ -53,6 +53,8 @@ def test_imports_go_down(path):
         target = _package(module)
         if target == package:
             continue
+        if path == os.path.join('seg', '__init__.py') and module == 'seg.apis':
+            continue  # the package's facade: seg.create_model / seg.list_models, imported on first use
         assert target in LAYERS, f'{path}:{line} imports {module}, a package of no layer'
         assert LAYERS[target] < own or (target in ('registry', '__init__') and own > 0), \
             f'{path}:{line} imports {module}: layer {target} ({LAYERS[target]}) is not below {package} ({own})'

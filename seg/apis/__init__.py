@@ -1,5 +1,6 @@
 """User-level entry points (the tools are thin wrappers around these).
 
+``create_model`` / ``list_models`` (a model by name, as smp and timm users expect),
 ``init_model`` / ``inference_model`` (mmsegmentation's names), ``train``, ``evaluate``,
 ``infer_paths`` (folders, fast), ``load_config``; by module: ``seg.apis.convert`` (published
 mmsegmentation models), ``seg.apis.export`` (ONNX), ``seg.apis.benchmark``, ``seg.apis.compare``
@@ -7,7 +8,9 @@ mmsegmentation models), ``seg.apis.export`` (ONNX), ``seg.apis.benchmark``, ``se
 """
 from .config import load_config
 from .evaluate import evaluate
+from .factory import create_model, list_models
 from .inference import Predictor, infer_paths, inference_model, init_model
 from .train import train
 
-__all__ = ['Predictor', 'evaluate', 'infer_paths', 'inference_model', 'init_model', 'load_config', 'train']
+__all__ = ['Predictor', 'create_model', 'evaluate', 'infer_paths', 'inference_model', 'init_model', 'list_models',
+           'load_config', 'train']

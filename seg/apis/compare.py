@@ -33,10 +33,11 @@ from seg.analysis.measure import environment
 from seg.analysis.profile import profile_segmentor
 from seg.analysis.report import to_csv, to_json, to_markdown
 from seg.analysis.results import read_json, read_per_image_counts, read_run_metrics
-from seg.analysis.specs import BACKBONES, ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
+from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
 from seg.engine.config_data import config_to_data
 from seg.engine.precision import resolve_precision
 from seg.fileio import ensure_dir
+from seg.models.factory import backbone_skeleton
 from seg.registry import DATASETS
 
 from .config import load_config, model_without_ignore_index
@@ -60,8 +61,8 @@ class CompareSettings:
     """Everything a comparison is run with but the models.
 
     Attributes:
-        configs_dir: the ``configs/`` folder (backbone presets and the training base come from it).
-        backbone: backbone preset of the name specs (:data:`seg.analysis.specs.BACKBONES`).
+        configs_dir: the ``configs/`` folder (the training base comes from it).
+        backbone: backbone preset of the name specs (:data:`seg.models.factory.BACKBONES`).
         size: input (H, W) of the FLOPs and timings (default 96x192 for ``demo``, else 512x1024).
         device: where to time the models (``'cpu'``, ``'cuda'``...).
         batch: batch of the timed passes.
@@ -247,16 +248,12 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
         raise ValueError('training needs an output folder (the runs go to OUT/runs/<model>/seed<k>)')
     if settings.seeds < 1:
         raise ValueError(f'--seeds must be >= 1, got {settings.seeds}')
-    if settings.backbone not in BACKBONES:
-        raise ValueError(f'unknown backbone {settings.backbone!r}; valid backbones are: {", ".join(BACKBONES)}')
     device = torch.device(settings.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f'device {settings.device!r} requested but CUDA is not available')
     chosen = resolve_precision(settings.precision, device, settings.channels_last)
 
-    rel, overrides = BACKBONES[settings.backbone]
-    skeleton = load_config(Path(settings.configs_dir) / rel, {f'model.{k}': v for k, v in overrides.items()})
-    skeleton = skeleton.model.to_dict()
+    skeleton = backbone_skeleton(settings.backbone)
     base = _base_config(settings) if settings.train else None
     classes, pair = _dataset_info(base) if base is not None else ([], ())
     num_classes = len(classes) if base is not None else None

@@ -6,18 +6,18 @@ from mmengine.config import Config
 from torch import nn
 
 from seg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_state_into
+from seg.models.factory import without_pretrained
 from seg.registry import MODELS
 
 from .config import import_all, load_config
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, keep_pretrained: bool = False) -> nn.Module:
+    """The segmentor of ``cfg.model``; its backbone reads no ImageNet weights unless ``keep_pretrained``
+    (evaluation and inference never need them: the checkpoint has every weight)."""
     import_all()
-    model_cfg = cfg.model.copy()
-    # Evaluation / inference never needs ImageNet weights: the checkpoint has them all.
-    if isinstance(model_cfg.get('backbone'), dict):
-        model_cfg.backbone = dict(model_cfg.backbone, pretrained=None)
-    return MODELS.build(model_cfg)
+    model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+    return MODELS.build(model_cfg if keep_pretrained else without_pretrained(model_cfg))
 
 
 def model_from_checkpoint(ckpt_path: str, config: str | None = None, cfg_options: dict | None = None,

@@ -17,6 +17,7 @@ from torch import Tensor
 __all__ = ['OPEN_MMLAB', 'open_mmlab_file', 'read_weights_file', 'state_dict_of']
 
 OPEN_MMLAB = {
+    'resnet18_v1c': 'https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth',
     'resnet50_v1c': 'https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth',
     'resnet101_v1c': 'https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth',
 }

@@ -41,6 +41,9 @@ class AttentionHead(nn.Module):
             module does not have, or a value it rejects for ``channels``.
     """
 
+    outputs = ('out',)
+    """The keys ``forward`` returns in training, each supervised (the segmentor's ``loss_weights``)."""
+
     def __init__(self, in_channels: int, channels: int, num_classes: int,
                  attention: Union[dict, str, None] = None, in_index: int = -1, dropout: float = 0.1,
                  norm: str = 'BN') -> None:

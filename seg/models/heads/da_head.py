@@ -22,6 +22,9 @@ class DAHead(nn.Module):
     ``'out'``, which is all inference uses.
     """
 
+    outputs = ('out', 'pam', 'cam')
+    """The keys ``forward`` returns in training, each supervised (the segmentor's ``loss_weights``)."""
+
     def __init__(self, in_channels: int, channels: int, num_classes: int, pam_reduction: int = 8,
                  in_index: int = -1, dropout: float = 0.1, norm: str = 'BN') -> None:
         super().__init__()

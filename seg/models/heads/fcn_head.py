@@ -19,6 +19,9 @@ class FCNHead(nn.Module):
     Used as the baseline decode head and as the auxiliary head on stage 3.
     """
 
+    outputs = ('out',)
+    """The keys ``forward`` returns in training, each supervised (the segmentor's ``loss_weights``)."""
+
     def __init__(self, in_channels: int, channels: int, num_classes: int, num_convs: int = 2,
                  kernel_size: int = 3, dilation: int = 1, concat_input: bool = True, in_index: int = -1,
                  dropout: float = 0.1, norm: str = 'BN') -> None:
