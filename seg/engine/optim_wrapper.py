@@ -6,8 +6,11 @@ nothing. The backward still runs, so that DDP's gradient all-reduce happens on e
 alike, then the gradients are dropped and the optimizer does not step.
 
 mmengine's AmpOptimWrapper refuses to run without an accelerator; :class:`AutoAmpOptimWrapper`
-picks, at the first step, bf16 autocast where the device supports it (CPU, Ampere+ GPUs: no loss
-scaling needed) and fp16 with a GradScaler on CUDA devices without bf16.
+runs the forward under autocast to the dtype it is given (``seg.engine.precision.use_amp_wrapper``
+writes it from the run's resolved precision), or, when none is given, to what ``--amp`` means on the
+device (:func:`seg.engine.precision.amp_precision`: bf16, fp16 with a GradScaler on CUDA devices
+without bf16). Which precision ``'auto'`` picks is decided in one place only,
+:func:`seg.engine.precision.resolve_precision`.
 """
 from __future__ import annotations
 
@@ -19,12 +22,7 @@ from torch import nn
 
 from seg.registry import OPTIM_WRAPPERS
 
-
-def amp_dtype_for(device: torch.device) -> torch.dtype:
-    """bf16 where supported, else fp16 (CUDA only)."""
-    if device.type == 'cuda' and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+from .precision import amp_precision, resolve_precision
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -42,12 +40,14 @@ class SegOptimWrapper(OptimWrapper):
 
 @OPTIM_WRAPPERS.register_module()
 class AutoAmpOptimWrapper(SegOptimWrapper):
-    """OptimWrapper running the forward under autocast (bf16, or fp16 + GradScaler on old GPUs)."""
+    """OptimWrapper running the forward under autocast to ``dtype`` (``'bfloat16'``, or ``'float16'`` with a
+    GradScaler, CUDA only); ``None``: what ``--amp`` means on the model's device (``amp_precision``)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, dtype: str = 'auto', **kwargs) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, dtype: str | None = None, **kwargs) -> None:
         super().__init__(optimizer, **kwargs)
-        if dtype not in ('auto', 'bfloat16', 'float16'):
-            raise ValueError(f"AutoAmpOptimWrapper dtype must be 'auto', 'bfloat16' or 'float16', got {dtype!r}")
+        if dtype not in (None, 'bfloat16', 'float16'):
+            raise ValueError(f"AutoAmpOptimWrapper dtype must be 'bfloat16', 'float16' or None (what --amp means "
+                             f"on the device), got {dtype!r}")
         self.dtype_name = dtype
         self.cast_dtype: torch.dtype | None = None
         self.device_type: str | None = None
@@ -59,8 +59,8 @@ class AutoAmpOptimWrapper(SegOptimWrapper):
             return
         param = next(model.parameters())
         self.device_type = param.device.type
-        self.cast_dtype = (amp_dtype_for(param.device) if self.dtype_name == 'auto'
-                           else getattr(torch, self.dtype_name))
+        self.cast_dtype = (resolve_precision(amp_precision(param.device), param.device).dtype
+                           if self.dtype_name is None else getattr(torch, self.dtype_name))
         if self.cast_dtype == torch.float16:
             if self.device_type != 'cuda':
                 raise ValueError('fp16 mixed precision needs a CUDA device; use dtype bfloat16 on CPU')
