@@ -10,11 +10,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seg.engine.loops import report_worker_crash
-from seg.engine.precision import resolve_precision
+from seg.engine.precision import fast_model, resolve_precision
 from seg.fileio import ensure_dir, output_path
 from seg.registry import DATASETS, METRICS
 
-from .inference import fast_model
 from .model_io import model_from_checkpoint
 
 __all__ = ['evaluate', 'per_image_counts']

@@ -31,9 +31,8 @@ from tqdm import tqdm
 from seg.datasets.base import CorruptFileError, read_image
 from seg.datasets.transforms import build_pipeline
 from seg.engine.config_data import config_from_data
-from seg.engine.precision import Precision, channels_last_model, resolve_precision
+from seg.engine.precision import Precision, fast_model, resolve_precision
 from seg.fileio import ensure_dir, output_path
-from seg.models.fuse import fold_batchnorm
 
 from .model_io import model_from_checkpoint
 
@@ -77,32 +76,6 @@ def init_model(ckpt: str, config: str | None = None, device: str = 'cpu') -> nn.
     model, cfg, meta = model_from_checkpoint(ckpt, config, None, device)
     model.cfg = cfg
     model.dataset_meta = dict(meta.get('dataset_meta') or {})
-    return model
-
-
-def fast_model(model: nn.Module, precision: Precision, fold_bn: bool = True, compile: bool = False) -> nn.Module:
-    """``model`` (in eval mode) made fast for inference, in place, and returned.
-
-    BatchNorm folded into the convolutions (in float32, before any cast); for bf16 / fp16 the
-    network's weights cast to that dtype (``model.compute_dtype``: the input is cast after the data
-    preprocessor, which stays float32; logits come back in float32), so no autocast is needed around
-    it -- the attention ops keep their softmax statistics in float32 for low-precision inputs
-    (:mod:`seg.ops`); the memory format of ``precision``; and ``torch.compile`` of backbone and heads
-    when asked.
-    """
-    model.eval()
-    if fold_bn:
-        fold_batchnorm(model)
-    if precision.dtype is not None:
-        for part in (model.backbone, model.decode_head, model.auxiliary_head):
-            if part is not None:
-                part.to(precision.dtype)
-        model.compute_dtype = precision.dtype
-    if precision.channels_last:
-        model = channels_last_model(model)
-    if compile:
-        model.backbone = torch.compile(model.backbone)
-        model.decode_head = torch.compile(model.decode_head)
     return model
 
 

@@ -8,7 +8,7 @@ than fp32. ``channels_last`` is ``'auto'`` (on whenever the precision is bf16 / 
 cuDNN's low-precision convolutions run in NHWC), ``True`` or ``False``.
 
 Training runs the forward under autocast (:class:`seg.engine.optim_wrapper.AutoAmpOptimWrapper`);
-evaluation and inference cast the BN-folded weights themselves (:func:`seg.apis.inference.fast_model`),
+evaluation and inference cast the BN-folded weights themselves (:func:`fast_model`),
 which is faster than autocast and gives the same labels. Either way the attention ops keep their
 softmax statistics in float32 (:mod:`seg.ops`), which keeps the bf16 heads within the tolerance the
 tests check.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ['PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'resolve_precision',
-           'use_amp_wrapper']
+__all__ = ['PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'fast_model',
+           'resolve_precision', 'use_amp_wrapper']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -110,4 +110,33 @@ def channels_last_model(model: torch.nn.Module) -> torch.nn.Module:
     model = model.to(memory_format=torch.channels_last)
     if hasattr(model, 'data_preprocessor'):
         model.data_preprocessor.channels_last = True
+    return model
+
+
+def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = True,
+               compile: bool = False) -> torch.nn.Module:
+    """``model`` (in eval mode) made fast for inference, in place, and returned.
+
+    BatchNorm folded into the convolutions (in float32, before any cast); for bf16 / fp16 the
+    network's weights cast to that dtype (``model.compute_dtype``: the input is cast after the data
+    preprocessor, which stays float32; logits come back in float32), so no autocast is needed around
+    it -- the attention ops keep their softmax statistics in float32 for low-precision inputs
+    (:mod:`seg.ops`); the memory format of ``precision``; and ``torch.compile`` of backbone and heads
+    when asked.
+    """
+    from seg.models.fuse import fold_batchnorm
+
+    model.eval()
+    if fold_bn:
+        fold_batchnorm(model)
+    if precision.dtype is not None:
+        for part in (model.backbone, model.decode_head, model.auxiliary_head):
+            if part is not None:
+                part.to(precision.dtype)
+        model.compute_dtype = precision.dtype
+    if precision.channels_last:
+        model = channels_last_model(model)
+    if compile:
+        model.backbone = torch.compile(model.backbone)
+        model.decode_head = torch.compile(model.decode_head)
     return model

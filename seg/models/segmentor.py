@@ -47,7 +47,7 @@ class EncoderDecoder(BaseModel):
 
     Attributes:
         compute_dtype: the dtype the network's weights were cast to for inference
-            (:func:`seg.apis.inference.fast_model`: bf16 / fp16), which the normalised input is cast
+            (:func:`seg.engine.precision.fast_model`: bf16 / fp16), which the normalised input is cast
             to before the backbone; None (the default) leaves the input as it comes. Logits are
             returned in float32 either way.
     """
