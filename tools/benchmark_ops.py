@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from seg.analysis.measure import describe_environment
 from seg.analysis.op_bench import MODES, OPS, GiB, cases, format_text, machine_info, run, write_results
 
 
@@ -77,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(d.type == 'cuda' for d in devices) and not torch.cuda.is_available():
         raise SystemExit('--device cuda given but CUDA is not available')
     info = machine_info()
-    print(f"# {info['cpu_model']}, {info['cpu_count']} CPUs, torch {info['torch']} "
-          f"({info['torch_threads']} threads), GPU: {info['cuda'] or 'none'}", flush=True)
+    print(f'# {describe_environment(info)}', flush=True)
     todo = cases(args.ops, args.shapes, args.batch, args.pam_batch, args.modes,
                  None if args.no_whole else args.whole_shape, args.whole_batch)
     results, elapsed = run(todo, devices, args.channels, args.repeat, args.all_impls, int(args.max_ref_gib * GiB),

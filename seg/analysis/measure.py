@@ -15,15 +15,18 @@ model benchmark, the docs -- comes from one function here:
   the running sum of the allocation and free events of PyTorch's CPU allocator recorded by
   ``torch.profiler`` (``profile_memory=True``), in time order; memory outside that allocator (BLAS
   work buffers, the Python heap) is not seen, nor are frees of tensors made before the call.
-* :func:`time_call`: wall-clock seconds of each call after warm-up calls, synchronising CUDA.
+* :func:`time_call`: wall-clock seconds of each call after warm-up calls, synchronising CUDA; every
+  time in ``seg``'s tables (profiler, model, op and attention benchmarks) is one of its numbers.
 * :func:`si`, :func:`mib`, :func:`duration`, :func:`size`: how the tables print them.
+* :func:`environment`: the machine they were taken on (CPU model and flags, CPUs, threads, torch,
+  device and GPU), one dict for every report; :func:`describe_environment` prints it.
 """
 from __future__ import annotations
 
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import torch
@@ -33,8 +36,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 os.environ.setdefault('KINETO_LOG_LEVEL', '6')  # silence the profiler's per-session log lines
 
-__all__ = ['FUSED_ATTENTION_KERNELS', 'MEMORY_METHODS', 'count_flops', 'count_parameters', 'cpu_model',
-           'duration', 'environment', 'mib', 'peak_memory', 'present_bytes', 'si', 'size', 'sync', 'time_call']
+__all__ = ['CPU_FLAGS', 'FUSED_ATTENTION_KERNELS', 'MEMORY_METHODS', 'count_flops', 'count_parameters', 'cpu_flags',
+           'cpu_model', 'describe_environment', 'duration', 'environment', 'mib', 'peak_memory', 'present_bytes', 'si',
+           'size', 'sync', 'time_call']
 
 T = TypeVar('T')
 
@@ -115,29 +119,39 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def peak_memory(fn: Callable[[], T], device: str | torch.device = 'cpu') -> tuple[T, int]:
+def peak_memory(fn: Callable[[], T], device: str | torch.device = 'cpu',
+                present: Iterable[Any] = ()) -> tuple[T, int]:
     """Run ``fn()`` and measure the peak tensor memory it allocated on ``device``.
+
+    Args:
+        fn: the call.
+        device: where it allocates.
+        present: tensors alive before the call (weights, buffers, optimizer state, the batch); the
+            bytes of their storages (:func:`present_bytes`, taken before the call) are added to the
+            peak, which is then what a pass needs in all, measured alike on CPU and CUDA.
 
     Returns:
         ``(fn(), peak_bytes)``: the result and the most bytes of tensors allocated by the call that
-        were alive at the same time (see the module docstring for the method on each device).
+        were alive at the same time (see the module docstring for the method on each device), plus
+        those of ``present``.
 
     Raises:
         ValueError: for a device type other than ``'cpu'`` and ``'cuda'``.
     """
     device = torch.device(device)
+    if device.type not in ('cpu', 'cuda'):
+        raise ValueError(f"peak_memory supports devices 'cpu' and 'cuda', got {str(device)!r}")
+    base = present_bytes(present)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
+        allocated = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         result = fn()
         torch.cuda.synchronize(device)
-        return result, torch.cuda.max_memory_allocated(device) - base
-    if device.type != 'cpu':
-        raise ValueError(f"peak_memory supports devices 'cpu' and 'cuda', got {str(device)!r}")
+        return result, base + torch.cuda.max_memory_allocated(device) - allocated
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
-    return result, _cpu_allocation_peak(prof)
+    return result, base + _cpu_allocation_peak(prof)
 
 
 def time_call(fn: Callable[[], Any], device: str | torch.device = 'cpu', warmup: int = 3,
@@ -190,23 +204,90 @@ def size(n_bytes: int | None) -> str:
     return f'{n_bytes / 2 ** 30:.2f} GiB' if n_bytes >= 2 ** 30 else f'{n_bytes / 2 ** 20:.1f} MiB'
 
 
-def cpu_model() -> str:
-    """The CPU model name (from /proc/cpuinfo), or the platform's."""
+CPU_FLAGS = ('avx2', 'avx512_bf16', 'amx')
+"""The CPU features that decide which kernels run (AVX2; native bfloat16: AVX512-BF16, AMX) and that
+:func:`environment` reports; ``amx`` stands for any ``amx_*`` flag."""
+
+
+def _cpuinfo() -> tuple[str | None, set[str]]:
+    """(model name, flags) of the first processor in /proc/cpuinfo; (None, empty) where there is none."""
+    model, flags = None, set()
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as f:
             for line in f:
-                if line.lower().startswith('model name'):
-                    return line.split(':', 1)[1].strip()
+                key = line.split(':', 1)[0].strip().lower()
+                if key == 'model name' and model is None:
+                    model = line.split(':', 1)[1].strip()
+                elif key == 'flags' and not flags:
+                    flags = set(line.split(':', 1)[1].split())
+                if model is not None and flags:
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return model, flags
+
+
+def cpu_model() -> str:
+    """The CPU model name (from /proc/cpuinfo), or the platform's."""
+    return _cpuinfo()[0] or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """Those of :data:`CPU_FLAGS` the CPU has, in that order (empty where /proc/cpuinfo is absent)."""
+    flags = _cpuinfo()[1]
+    has = {'avx2': 'avx2' in flags, 'avx512_bf16': 'avx512_bf16' in flags,
+           'amx': any(f.startswith('amx') for f in flags)}
+    return [name for name in CPU_FLAGS if has[name]]
 
 
 def environment(device: str | torch.device = 'cpu') -> dict[str, Any]:
-    """Where numbers were taken: torch version, CPU model, threads, device (and GPU name)."""
+    """Where numbers were taken: the one description of the machine in ``seg`` (the comparison report,
+    the model, op and attention benchmarks).
+
+    Returns:
+        A JSON-able dict with
+
+        - ``torch``, ``python``: versions;
+        - ``cpu``: the CPU model; ``cpu_flags``: those of :data:`CPU_FLAGS` it has;
+        - ``cpu_count``: logical CPUs (``os.cpu_count()``); ``threads``: torch's intra-op threads;
+        - ``device``: ``device`` as given; ``gpu``: its name, only when ``device`` is CUDA;
+        - ``load_average``: the 1, 5 and 15 minute load averages, only where the OS has them.
+
+        :func:`describe_environment` prints it.
+    """
     device = torch.device(device)
-    env = dict(torch=torch.__version__, cpu=cpu_model(), threads=torch.get_num_threads(),
-               cpu_count=os.cpu_count(), device=str(device), python=platform.python_version())
+    env = dict(torch=torch.__version__, python=platform.python_version(), cpu=cpu_model(), cpu_flags=cpu_flags(),
+               cpu_count=os.cpu_count(), threads=torch.get_num_threads(), device=str(device))
     if device.type == 'cuda':
         env['gpu'] = torch.cuda.get_device_name(device)
+    try:
+        env['load_average'] = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not on Windows
+        pass
     return env
+
+
+def describe_environment(env: dict[str, Any]) -> str:
+    """One line of an :func:`environment` dict, e.g. ``AMD EPYC (avx2, avx512_bf16), 2 CPUs, torch 2.5.1
+    (2 threads), python 3.11.7, device cuda: NVIDIA H100, load 0.52``; missing keys are left out, other
+    keys added as ``key value``."""
+    parts = []
+    if env.get('cpu'):
+        flags = env.get('cpu_flags')
+        parts.append(env['cpu'] + (f" ({', '.join(flags) if flags else 'none of ' + '/'.join(CPU_FLAGS)})"
+                                   if flags is not None else ''))
+    if env.get('cpu_count') is not None:
+        parts.append(f"{env['cpu_count']} CPUs")
+    if env.get('torch'):
+        parts.append(f"torch {env['torch']}" + (f" ({env['threads']} threads)" if env.get('threads') else ''))
+    if env.get('python'):
+        parts.append(f"python {env['python']}")
+    if env.get('device'):
+        parts.append(f"device {env['device']}" + (f": {env['gpu']}" if env.get('gpu') else ''))
+    if env.get('load_average'):
+        parts.append(f"load {env['load_average'][0]}")
+    parts += [f'{k} {v}' for k, v in env.items() if k not in _DESCRIBED]
+    return ', '.join(parts)
+
+
+_DESCRIBED = ('cpu', 'cpu_flags', 'cpu_count', 'torch', 'threads', 'python', 'device', 'gpu', 'load_average')

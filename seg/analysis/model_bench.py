@@ -7,9 +7,10 @@ untimed passes then ``iters`` timed ones (mmsegmentation's benchmark: 5 warm-up,
 repeated); the result keeps every pass time, so it reports images per second per repeat (mean ± std
 over the repeats, as mmsegmentation does) and the median seconds per pass over all of them.
 
-Peak memory is :func:`seg.analysis.measure.peak_memory` of one more pass plus the tensors present
-before it (weights, buffers, optimizer state, the batch): on CUDA that is
-``torch.cuda.max_memory_allocated``; on CPU the peak of PyTorch's allocator events.
+Every time is :func:`seg.analysis.measure.time_call`'s. Peak memory is
+:func:`seg.analysis.measure.peak_memory` of one more pass plus the tensors present before it (weights,
+buffers, optimizer state, the batch), alike on both devices: on CUDA ``torch.cuda.max_memory_allocated``
+above what was allocated before the pass; on CPU the peak of PyTorch's allocator events.
 
 The accuracy guard compares the label maps of a fast path with fp32 ones on the same images: pixel
 agreement of the argmax and, where labels exist, the mIoU of both (:func:`agreement`).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import statistics
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,7 @@ import torch
 
 from seg.evaluation.metrics import confusion_matrix, metrics_from_confusion
 
-from .measure import duration, environment, peak_memory, present_bytes, size, sync, time_call
+from .measure import describe_environment, duration, environment, peak_memory, size, time_call
 
 __all__ = ['GUARD_AGREEMENT', 'GUARD_MIOU_POINTS', 'Agreement', 'PassTiming', 'agreement', 'format_agreement',
            'format_timing', 'time_passes']
@@ -88,30 +88,16 @@ def time_passes(step: Callable[[], Any], device: str | torch.device, warmup: int
     if iters < 1 or repeat < 1 or warmup < 0:
         raise ValueError(f'need iters >= 1, repeat >= 1 and warmup >= 0, got iters={iters}, repeat={repeat}, '
                          f'warmup={warmup}')
-    sync(device)
-    start = time.perf_counter()
-    step()
-    sync(device)
-    first = time.perf_counter() - start
+    first = time_call(step, device, warmup=0, repeat=1)[0]
     times = [time_call(step, device, warmup, iters) for _ in range(repeat)]
     gc.collect()
-    if torch.device(device).type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        sync(device)
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        base = present_bytes(present())
-        _, peak = peak_memory(step, device)
-        peak += base
+    _, peak = peak_memory(step, device, present=present())
     return PassTiming(times=times, images_per_pass=images_per_pass, first_pass_s=first, peak_bytes=peak, env=environment(device))
 
 
 def format_timing(timing: PassTiming, title: str) -> str:
     """The per-repeat table, the summary, and last ``median_s=<seconds per pass>``."""
-    env = timing.env
-    where = env.get('gpu') or f"{env.get('cpu')}, {env.get('threads')} threads"
-    lines = [f'## {title}', '', f"torch {env.get('torch')} on {env.get('device')} ({where})", *timing.notes, '',
+    lines = [f'## {title}', '', *([describe_environment(timing.env)] if timing.env else []), *timing.notes, '',
              '| repeat | passes | images/s | median s/pass |', '|---|---|---|---|']
     for k, (rep, fps) in enumerate(zip(timing.times, timing.fps), 1):
         lines.append(f'| {k} | {len(rep)} | {fps:.3f} | {statistics.median(rep):.4f} |')

@@ -11,10 +11,11 @@ the fast path next to its baseline, and their ratios (fast / baseline):
 * ``nonlocal``: embedded-Gaussian non-local, q/k and value width C/2, scale 1/sqrt(C/2).
 * ``channel``: DANet channel attention on (B, C, H, W).
 
-Peak memory is :func:`seg.analysis.measure.peak_memory`; every run is timed inside that measurement
-(which costs about 2% on the most op-dense case, criss-cross); the time shown is the median over up
-to ``repeat`` rounds, fewer when a case's rounds pass ``max_case_s``. Fast and baseline runs are
-interleaved so that load from other processes hits both alike. Inputs are random with q and k scaled
+Peak memory is :func:`seg.analysis.measure.peak_memory`; every run is timed by
+:func:`seg.analysis.measure.time_call` inside that measurement (which costs about 2% on the most
+op-dense case, criss-cross); the time shown is the median over up to ``repeat`` rounds, fewer when a
+case's rounds pass ``max_case_s``. Fast and baseline runs are interleaved so that load from other
+processes hits both alike. Inputs are random with q and k scaled
 so that the logits have unit variance (very large logits make exp() produce subnormal floats, which
 are slow on CPU and unlike trained features).
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -44,7 +44,7 @@ from seg.ops import (
     position_attention_sdpa,
 )
 
-from .measure import duration, environment, peak_memory, size, sync
+from .measure import describe_environment, duration, environment, peak_memory, size, sync, time_call
 
 __all__ = ['GiB', 'MODES', 'OPS', 'QUADRATIC_OPS', 'Result', 'bench_case', 'cases', 'format_markdown',
            'format_text', 'machine_info', 'row', 'run', 'write_results']
@@ -170,7 +170,8 @@ def _step(fn: Callable, inputs: Inputs, mode: str, grad_out: Optional[torch.Tens
 
 
 def _measured(run: Callable[[], None], inputs: Inputs, device: torch.device) -> Tuple[float, int]:
-    """(wall seconds, peak bytes) of one run; the clock runs inside the memory measurement.
+    """(wall seconds, peak bytes) of one run: :func:`seg.analysis.measure.time_call` of it inside
+    :func:`seg.analysis.measure.peak_memory`.
 
     The gradients of the previous run are dropped before the measurement starts: freeing
     them inside it would credit the run with memory it did not allocate.
@@ -179,16 +180,7 @@ def _measured(run: Callable[[], None], inputs: Inputs, device: torch.device) -> 
         t.grad = None
     gc.collect()
     sync(device)
-    elapsed: List[float] = []
-
-    def timed() -> None:
-        start = time.perf_counter()
-        run()
-        sync(device)
-        elapsed.append(time.perf_counter() - start)
-
-    _, peak = peak_memory(timed, device)
-    return elapsed[0], peak
+    return peak_memory(lambda: time_call(run, device, warmup=0, repeat=1)[0], device)
 
 
 def bench_case(op: str, shape: Tuple[int, int], batch: int, mode: str, channels: int,
@@ -269,15 +261,8 @@ def format_markdown(results: Sequence[Result]) -> str:
 
 
 def machine_info() -> Dict[str, object]:
-    """CPU model, core / thread counts, torch version, GPU if any, load average."""
-    env = environment('cuda' if torch.cuda.is_available() else 'cpu')
-    info: Dict[str, object] = {'cpu_model': env['cpu'], 'cpu_count': env['cpu_count'], 'torch_threads': env['threads'],
-                               'torch': env['torch'], 'python': env['python'], 'cuda': env.get('gpu')}
-    try:
-        info['load_average'] = os.getloadavg()
-    except OSError:
-        pass
-    return info
+    """:func:`seg.analysis.measure.environment` of the benchmark's devices (CUDA when available)."""
+    return environment('cuda' if torch.cuda.is_available() else 'cpu')
 
 
 def cases(ops: Sequence[str], shapes: Sequence[Tuple[int, int]], batches: Sequence[int], pam_batches: Sequence[int],
@@ -319,14 +304,13 @@ def write_results(results: Sequence[Result], info: Dict[str, object], elapsed: f
     from dataclasses import asdict
     from pathlib import Path
 
+    machine = dict(info)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        payload = {'command': command, 'machine': info, 'elapsed_s': elapsed,
+        payload = {'command': command, 'machine': machine, 'elapsed_s': elapsed,
                    'results': [dict(asdict(r), time_ratio=r.time_ratio, mem_ratio=r.mem_ratio) for r in results]}
         Path(json_path).write_text(json.dumps(payload, indent=2))
     if markdown_path:
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-        head = (f"Command: `{command}`\n\nMachine: {info['cpu_model']}, {info['cpu_count']} CPUs, "
-                f"torch {info['torch']} ({info['torch_threads']} threads), GPU: {info['cuda'] or 'none'}; "
-                f'total {elapsed:.0f} s.\n\n')
+        head = f'Command: `{command}`\n\nMachine: {describe_environment(machine)}; total {elapsed:.0f} s.\n\n'
         Path(markdown_path).write_text(head + format_markdown(results) + '\n')

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from seg.engine.precision import Precision, channels_last_model
 
-from .measure import MEMORY_METHODS, count_flops, count_parameters, peak_memory, present_bytes, time_call
+from .measure import MEMORY_METHODS, count_flops, count_parameters, peak_memory, time_call
 
 __all__ = ['CostReport', 'measure_pass', 'profile_segmentor', 'random_samples']
 
@@ -79,12 +79,16 @@ def measure_pass(model: nn.Module, inputs: Tensor, samples: list[dict], train: b
     device = inputs.device
     model.train(train)
     model.zero_grad(set_to_none=True)
-    times = time_call(lambda: _step(model, inputs, samples, train, autocast), device, warmup, repeat)
-    base = present_bytes([*model.parameters(), *model.buffers(), inputs, *(s['gt_sem_seg'] for s in samples)])
+
+    def one_pass() -> None:
+        _step(model, inputs, samples, train, autocast)
+
+    times = time_call(one_pass, device, warmup, repeat)
     gc.collect()
-    _, peak = peak_memory(lambda: _step(model, inputs, samples, train, autocast), device)
+    _, peak = peak_memory(one_pass, device,
+                          present=[*model.parameters(), *model.buffers(), inputs, *(s['gt_sem_seg'] for s in samples)])
     model.eval()
-    return statistics.median(times) * 1000.0, base + peak
+    return statistics.median(times) * 1000.0, peak
 
 
 @dataclass

@@ -14,7 +14,7 @@ import math
 import torch
 
 from .comparison import Comparison, ModelResult
-from .measure import FUSED_ATTENTION_KERNELS, mib, si
+from .measure import FUSED_ATTENTION_KERNELS, describe_environment, mib, si
 from .stats import Interval
 
 __all__ = ['to_csv', 'to_json', 'to_markdown']
@@ -122,7 +122,7 @@ def _notes(result: Comparison) -> list[str]:
     if result.schedule:
         notes.append('Schedule (the same for every model): ' + ', '.join(f'{k}={v}' for k, v in result.schedule.items()))
     if result.machine:
-        notes.append('Machine: ' + ', '.join(f'{k} {v}' for k, v in result.machine.items()))
+        notes.append('Machine: ' + describe_environment(result.machine))
     if result.command:
         notes.append(f'Command: `{result.command}`')
     notes.append(f'Measured {datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}.')

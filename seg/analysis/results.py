@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seg.engine.logs import read_scalar_entries
+from seg.engine.logs import read_scalars
 
 __all__ = ['RunMetrics', 'read_json', 'read_per_image_counts', 'read_run_metrics']
 
@@ -58,32 +58,30 @@ def _from_metric_dict(values: dict, source: str) -> RunMetrics | None:
 
 
 def _read_scalars(work_dir: Path) -> RunMetrics | None:
-    files = sorted(glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json')))
-    vals: list[tuple[int, int, dict, str]] = []
-    for order, path in enumerate(files):
-        for entry in read_scalar_entries(path):
-            if 'mIoU' in entry:
-                vals.append((order, int(entry.get('step', 0)), entry, path))
-    if not vals:
+    try:
+        _, val = read_scalars(work_dir)
+    except FileNotFoundError:
+        return None
+    val = [e for e in val if 'mIoU' in e.values]  # sorted by step, one per step
+    if not val:
         return None
     best = sorted(glob.glob(str(work_dir / 'best_mIoU_iter_*.pth')))
     if best:
         step = int(re.search(r'best_mIoU_iter_(\d+)\.pth$', best[-1]).group(1))
-        hits = [v for v in vals if v[1] == step]
+        hits = [e for e in val if e.step == step]
         if hits:
-            _, step, entry, path = hits[-1]
-            return _from_metric_dict(entry, f'{path} (best checkpoint, step {step})')
-    _, step, entry, path = max(vals, key=lambda v: (v[1], v[0]))
-    return _from_metric_dict(entry, f'{path} (last validation, step {step})')
+            return _from_metric_dict(hits[-1].values, f'{hits[-1].path} (best checkpoint, step {step})')
+    last = val[-1]
+    return _from_metric_dict(last.values, f'{last.path} (last validation, step {last.step})')
 
 
 def read_run_metrics(work_dir: str | os.PathLike | None) -> RunMetrics | None:
     """The accuracy a run's work directory records, or None when it records none.
 
     Looks, in order, at ``metrics.json`` (what ``tools/eval.py --out`` and the comparison write),
-    then at mmengine's ``<timestamp>/vis_data/scalars.json`` (the validation of the best checkpoint
-    ``best_mIoU_iter_N.pth``, else the last validation). ``run.json`` (a comparison run's record)
-    adds the training time.
+    then at mmengine's ``<timestamp>/vis_data/scalars.json`` as :func:`seg.engine.logs.read_scalars`
+    reads them (the validation of the best checkpoint ``best_mIoU_iter_N.pth``, else the last
+    validation). ``run.json`` (a comparison run's record) adds the training time.
     """
     if not work_dir or not os.path.isdir(work_dir):
         return None

@@ -7,7 +7,8 @@ with the runs of two models paired by seed.
 
 A run's accuracy is recomputed from per-image pixel counts, ``counts[i] = (tp, gt_area, pred_area)``
 per class (shape (N_images, 3, C)), exactly as the evaluation computes it: per-class IoU from the
-counts summed over the images, mIoU the mean over the classes that have one.
+counts summed over the images by the evaluation's own :func:`seg.evaluation.metrics.iou_from_areas`,
+mIoU the mean over the classes that have one.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from seg.evaluation.metrics import iou_from_areas
 
 __all__ = ['Interval', 'bootstrap_paired_difference', 'iou_from_counts', 'mean_interval', 'miou_from_counts']
 
@@ -67,7 +71,8 @@ def mean_interval(values, confidence: float = 0.95) -> Interval:
 
 
 def iou_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Per-class IoU (NaN where a class has no union) from summed counts.
+    """Per-class IoU (NaN where a class has no union) from summed counts: the evaluation's own
+    :func:`seg.evaluation.metrics.iou_from_areas`, on (batches of) numpy counts.
 
     Args:
         counts: (..., 3, C): ``(tp, gt_area, pred_area)`` per class, summed over the images.
@@ -75,10 +80,8 @@ def iou_from_counts(counts: np.ndarray) -> np.ndarray:
     Returns:
         (..., C).
     """
-    c = np.asarray(counts, dtype=np.float64)
-    tp, gt, pred = c[..., 0, :], c[..., 1, :], c[..., 2, :]
-    union = gt + pred - tp
-    return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+    c = torch.from_numpy(np.asarray(counts, dtype=np.float64))
+    return iou_from_areas(c[..., 0, :], c[..., 1, :], c[..., 2, :]).numpy()
 
 
 def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:

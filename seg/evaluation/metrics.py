@@ -70,6 +70,29 @@ def confusion_matrix(pred: Tensor, gt: Tensor, num_classes: int, ignore_index: i
     return counts.reshape(n, n)  # [C, C]
 
 
+def iou_from_areas(tp, gt_area, pred_area) -> Tensor:
+    """IoU ``tp / (gt_area + pred_area - tp)`` per class, NaN where the union is 0 (a class absent from
+    both ground truth and prediction has no IoU).
+
+    The one definition of IoU from pixel counts in ``seg``: :func:`metrics_from_areas` (the
+    evaluation) and :func:`seg.analysis.stats.iou_from_counts` (the bootstrap over images) use it.
+    No validation here (:func:`metrics_from_areas` validates its inputs).
+
+    Args:
+        tp, gt_area, pred_area: counts of any one (broadcastable) shape, class last; tensors, arrays
+            or numbers.
+
+    Returns:
+        float64 tensor of the broadcast shape, on the inputs' device.
+    """
+    tp, gt_area, pred_area = (torch.as_tensor(t).to(torch.float64) for t in (tp, gt_area, pred_area))
+    union = gt_area + pred_area - tp
+    has_union = union > 0
+    # Divide by 1 where there is no union: no 0/0 warning and no value of it survives the where.
+    return torch.where(has_union, tp / torch.where(has_union, union, torch.ones_like(union)),
+                       torch.full_like(union, float('nan')))
+
+
 def metrics_from_areas(tp: Tensor, gt_area: Tensor, pred_area: Tensor) -> dict:
     """IoU and accuracy from per-class pixel counts.
 
@@ -94,9 +117,8 @@ def metrics_from_areas(tp: Tensor, gt_area: Tensor, pred_area: Tensor) -> dict:
         raise ValueError('pixel counts must be non-negative and finite')
     if bool((tp > gt_area).any()) or bool((tp > pred_area).any()):
         raise ValueError('tp cannot exceed gt_area or pred_area')
-    union = gt_area + pred_area - tp  # [C]
+    iou = iou_from_areas(tp, gt_area, pred_area)  # [C]
     nan = torch.full_like(tp, float('nan'))
-    iou = torch.where(union > 0, tp / union.clamp(min=1), nan)  # [C]
     acc = torch.where(gt_area > 0, tp / gt_area.clamp(min=1), nan)  # [C]
     total = gt_area.sum()
     a_acc = (tp.sum() / total).item() if total > 0 else float('nan')

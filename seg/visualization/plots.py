@@ -6,7 +6,6 @@ change); every function writes one PNG and returns its path.
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
 import os.path as osp
@@ -14,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from seg.engine.logs import read_scalar_entries
+from seg.engine.logs import read_scalars
 
 __all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_class_differences', 'plot_confusion_matrix',
            'plot_per_class_iou', 'plot_training_curves', 'plot_tradeoff']
@@ -251,7 +250,8 @@ def branch_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str =
 
 
 def load_scalars(work_dir: str) -> tuple[list[dict], list[dict]]:
-    """Training and validation entries of a run's mmengine logs.
+    """Training and validation entries of a run's mmengine logs, as :func:`seg.engine.logs.read_scalars`
+    reads them.
 
     Reads every ``<work_dir>/<timestamp>/vis_data/scalars.json`` (or ``work_dir`` itself when it is
     such a file), one JSON object per line, in time order; a later run (a resumed one) replaces the
@@ -264,23 +264,8 @@ def load_scalars(work_dir: str) -> tuple[list[dict], list[dict]]:
     Raises:
         FileNotFoundError: if no scalars file is found.
     """
-    if osp.isfile(work_dir):
-        files = [work_dir]
-    else:
-        files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    if not files:
-        raise FileNotFoundError(f'no mmengine scalars.json under {work_dir!r} '
-                                '(expected WORK_DIR/<timestamp>/vis_data/scalars.json)')
-    train: dict[int, dict] = {}
-    val: dict[int, dict] = {}
-    for path in files:
-        for entry in read_scalar_entries(path):
-            step = int(entry.get('step', entry.get('iter', 0)))
-            if 'mIoU' in entry or 'aAcc' in entry:
-                val[step] = entry
-            elif 'lr' in entry or any(k.startswith('loss') for k in entry):
-                train[step] = entry
-    return [train[s] for s in sorted(train)], [val[s] for s in sorted(val)]
+    train, val = read_scalars(work_dir)
+    return [e.values for e in train], [e.values for e in val]
 
 
 def plot_training_curves(work_dir: str, out_dir: str) -> dict[str, str]:
