@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +34,13 @@ from seg.analysis.report import to_csv, to_json, to_markdown
 from seg.analysis.results import read_json, read_per_image_counts, read_run_metrics
 from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
 from seg.engine.config_data import config_to_data
-from seg.engine.precision import resolve_precision
+from seg.engine.precision import fast_model, resolve_precision
 from seg.fileio import ensure_dir
 from seg.models.factory import backbone_skeleton
 from seg.registry import DATASETS
 
 from .config import load_config, model_without_ignore_index
 from .evaluate import evaluate
-from .inference import fast_model
 from .model_io import build_model
 from .train import train
 
@@ -304,9 +302,6 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
                  + '), the training step' + (f' under {chosen.name} autocast' if chosen.dtype is not None else '')
                  + '; training and evaluation of the runs with the same setting.')
     machine = environment(device)
-    machine = dict(cpu=machine['cpu'], cores=machine['cpu_count'], threads=machine['threads'],
-                   torch=machine['torch'], python=platform.python_version(), **({'gpu': machine['gpu']}
-                                                                              if 'gpu' in machine else {}))
     return Comparison(models=results, size=tuple(size), batch=settings.batch, device=str(device),
                       threads=torch.get_num_threads(), backbone=settings.backbone, classes=classes,
                       context_pair=pair, schedule=schedule, machine=machine, notes=notes,

@@ -2,9 +2,8 @@
 
 * :func:`init_model` / :func:`inference_model`: mmsegmentation's two calls -- the segmentor of a
   checkpoint in eval mode (fp32, as trained), and the label map of one image.
-* :class:`Predictor`: the model made fast for inference -- ``torch.inference_mode``, BatchNorm
-  folded into the convolutions, the precision and memory format of :mod:`seg.engine.precision`,
-  optionally ``torch.compile`` -- or an ONNX model through onnxruntime; images of one size batched.
+* :class:`Predictor` (:mod:`seg.apis.predictor`): the model made fast for inference, or an ONNX
+  export in ONNX Runtime, behind one backend interface; images of one size batched.
 * :func:`infer_paths`: a folder (or one file) through a :class:`Predictor`: a DataLoader's workers
   decode the images, same-size images are batched, and a thread writes ``<name>_label.png`` (class
   ids), ``<name>_color.png`` and ``<name>_overlay.png``, so the model is never waiting for a file.
@@ -12,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -30,11 +28,11 @@ from tqdm import tqdm
 
 from seg.datasets.base import CorruptFileError, read_image
 from seg.datasets.transforms import build_pipeline
-from seg.engine.config_data import config_from_data
-from seg.engine.precision import Precision, fast_model, resolve_precision
+from seg.engine.precision import fast_model
 from seg.fileio import ensure_dir, output_path
 
 from .model_io import model_from_checkpoint
+from .predictor import Predictor, run_batches, test_pipeline_of
 
 __all__ = ['IMAGE_SUFFIXES', 'InferenceSummary', 'Predictor', 'fast_model', 'infer_paths', 'inference_model',
            'init_model', 'list_images', 'read_rgb']
@@ -62,11 +60,6 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray | None:
         return None
 
 
-def _test_pipeline(cfg) -> list:
-    dataset_cfg = (cfg.get('test_dataloader') or cfg.get('val_dataloader') or {}).get('dataset', {})
-    return list(dataset_cfg.get('pipeline') or [])
-
-
 def init_model(ckpt: str, config: str | None = None, device: str = 'cpu') -> nn.Module:
     """The segmentor of ``ckpt`` in eval mode on ``device`` (fp32, exactly as trained).
 
@@ -77,31 +70,6 @@ def init_model(ckpt: str, config: str | None = None, device: str = 'cpu') -> nn.
     model.cfg = cfg
     model.dataset_meta = dict(meta.get('dataset_meta') or {})
     return model
-
-
-def _run(model: nn.Module, images: list[np.ndarray], pipeline, precision: Precision | None = None) -> list[np.ndarray]:
-    """Label maps of same-pipeline images, one batch per distinct size after the pipeline."""
-    device = next(model.parameters()).device
-    samples = []
-    for image in images:
-        x = pipeline(image=image)['image']
-        samples.append((torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
-                        dict(ori_shape=image.shape[:2], img_shape=tuple(x.shape[:2]))))
-    out: list[np.ndarray | None] = [None] * len(images)
-    groups = defaultdict(list)
-    for i, (tensor, _) in enumerate(samples):
-        groups[tuple(tensor.shape)].append(i)
-    for indices in groups.values():
-        data = model.data_preprocessor(dict(inputs=[samples[i][0] for i in indices],
-                                            data_samples=[samples[i][1] for i in indices]), False)
-        inputs = data['inputs'].to(device)
-        if precision is not None and precision.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            results = model.predict(inputs, data['data_samples'])
-        for i, r in zip(indices, results):
-            out[i] = r['pred_sem_seg'].cpu().numpy()
-    return out
 
 
 def inference_model(model: nn.Module, image: str | os.PathLike | np.ndarray) -> np.ndarray:
@@ -117,92 +85,14 @@ def inference_model(model: nn.Module, image: str | os.PathLike | np.ndarray) -> 
             raise ValueError(f'cannot read image {os.fspath(path)!r}')
     pipeline = getattr(model, '_test_pipeline', None)
     if pipeline is None:
-        pipeline = model._test_pipeline = build_pipeline(_test_pipeline(model.cfg))
-    return _run(model, [image], pipeline)[0]
+        pipeline = model._test_pipeline = build_pipeline(test_pipeline_of(model.cfg))
+    device = next(model.parameters()).device
 
+    def backend(inputs: torch.Tensor, data_samples: list[dict]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [r['pred_sem_seg'].cpu().numpy() for r in model.predict(inputs.to(device), data_samples)]
 
-class Predictor:
-    """A checkpoint's model (or an ONNX export of it) made fast for inference.
-
-    Args:
-        ckpt: the checkpoint (its config and classes come with it); unused with ``onnx``.
-        config: a config overriding the checkpoint's.
-        device: ``'cpu'``, ``'cuda'`` ... (default: CUDA when available).
-        mode: ``'whole'`` or ``'slide'`` to override the config's inference mode.
-        precision: ``'auto'`` (bf16 where the hardware has it, see :mod:`seg.engine.precision`),
-            ``'fp32'``, ``'bf16'`` or ``'fp16'``.
-        channels_last: ``'auto'`` (with bf16 / fp16), True or False.
-        fold_bn: fold the BatchNorms into the convolutions (exact up to rounding).
-        compile: ``torch.compile`` the network (its compile time is ``compile_seconds``, after the
-            first batch).
-        onnx: an ONNX file written by ``tools/export_onnx.py``: run it with onnxruntime instead.
-
-    Attributes:
-        classes, palette: of the checkpoint's dataset.
-        precision: the resolved :class:`seg.engine.precision.Precision` (None with ``onnx``).
-    """
-
-    def __init__(self, ckpt: str | None = None, config: str | None = None, device: str | None = None,
-                 mode: str | None = None, precision: str = 'auto', channels_last: bool | str = 'auto',
-                 fold_bn: bool = True, compile: bool = False, onnx: str | None = None) -> None:
-        self.compile_seconds: float | None = None
-        self.session = None
-        if onnx:
-            self._init_onnx(onnx)
-            return
-        options = {'model.test_cfg.mode': mode} if mode else None
-        device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        self.model, self.cfg, meta = model_from_checkpoint(ckpt, config, options, device)
-        self.device = next(self.model.parameters()).device
-        self.precision = resolve_precision(precision, self.device, channels_last)
-        self.model = fast_model(self.model, self.precision, fold_bn, compile)
-        self._compile_pending = compile
-        self.pipeline = build_pipeline(_test_pipeline(self.cfg))
-        dataset_meta = meta.get('dataset_meta') or {}
-        self.num_classes = self.model.num_classes
-        self.classes = list(dataset_meta.get('classes') or range(self.num_classes))
-        self.palette = dataset_meta.get('palette')
-        logger.info('inference with %s', self.precision.describe())
-
-    def _init_onnx(self, path: str) -> None:
-        import onnx
-        import onnxruntime as ort
-
-        meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-        if 'seg_config' not in meta:
-            raise ValueError(f'{path} was not written by tools/export_onnx.py (no seg_config metadata)')
-        self.cfg = config_from_data(json.loads(meta['seg_config']), path)
-        dataset_meta = json.loads(meta.get('seg_dataset_meta', '{}'))
-        self.session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-        self.input_name = self.session.get_inputs()[0].name
-        self.pipeline = build_pipeline(_test_pipeline(self.cfg))
-        self.num_classes = int(self.cfg.model.num_classes)
-        self.classes = list(dataset_meta.get('classes') or range(self.num_classes))
-        self.palette = dataset_meta.get('palette')
-        self.precision = None
-        self.align_corners = bool(self.cfg.model.get('align_corners', False))
-        pre = self.cfg.model.get('data_preprocessor') or {}
-        self.mean = np.asarray(pre.get('mean', (123.675, 116.28, 103.53)), np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(pre.get('std', (58.395, 57.12, 57.375)), np.float32).reshape(1, 3, 1, 1)
-
-    def _onnx_labels(self, image: np.ndarray) -> np.ndarray:
-        x = self.pipeline(image=image)['image']
-        inputs = (x.transpose(2, 0, 1)[None].astype(np.float32) - self.mean) / self.std  # [1, 3, H', W']
-        logits = torch.from_numpy(self.session.run(None, {self.input_name: inputs})[0])  # [1, K, H', W']
-        logits = torch.nn.functional.interpolate(logits, size=image.shape[:2], mode='bilinear',
-                                                 align_corners=self.align_corners)
-        return logits.argmax(1)[0].numpy()
-
-    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Label maps (int64, H x W at each image's size) of RGB uint8 images."""
-        if self.session is not None:
-            return [self._onnx_labels(image) for image in images]
-        start = time.perf_counter()
-        labels = _run(self.model, images, self.pipeline, self.precision)
-        if getattr(self, '_compile_pending', False):
-            self._compile_pending = False
-            self.compile_seconds = time.perf_counter() - start
-        return labels
+    return run_batches(backend, model.data_preprocessor, pipeline, [image])[0]
 
 
 class _ImageFiles(Dataset):

@@ -25,7 +25,8 @@ from seg.visualization.attention import (
 from seg.visualization.overlay import overlay, side_by_side
 from seg.visualization.palette import colorize, get_palette
 
-from .inference import _test_pipeline, init_model, read_rgb
+from .inference import init_model, read_rgb
+from .predictor import test_pipeline_of
 
 __all__ = ['parse_point', 'visualize_attention']
 
@@ -105,7 +106,7 @@ def visualize_attention(ckpt: str, image_path: str, out_dir: str, points: Sequen
     model = init_model(ckpt, config, device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model.test_cfg['mode'] = 'whole'
     device = next(model.parameters()).device
-    x = build_pipeline(_test_pipeline(model.cfg))(image=image)['image']
+    x = build_pipeline(test_pipeline_of(model.cfg))(image=image)['image']
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # [3, H', W']
     data = model.data_preprocessor(dict(inputs=[tensor], data_samples=[dict(ori_shape=(ori_h, ori_w))]), False)
     inputs, samples = data['inputs'].to(device), data['data_samples']

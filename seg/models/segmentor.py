@@ -213,17 +213,25 @@ class EncoderDecoder(BaseModel):
         when there is no label), ``seg_logits`` only if ``test_cfg.return_logits``, and the sample's
         other keys (``gt_sem_seg``, ``img_path``...)."""
         logits = self.inference(inputs)
-        samples = data_samples or [{} for _ in range(inputs.shape[0])]
-        results = []
-        for i, sample in enumerate(samples):
-            h, w = sample.get('img_shape', inputs.shape[-2:])
-            one = logits[i:i + 1, :, :h, :w]
-            gt = sample.get('gt_sem_seg')
-            size = tuple(gt.shape[-2:]) if gt is not None else tuple(sample.get('ori_shape', (h, w)))
-            one = resize(one, size, self.align_corners)
-            result = dict(sample)
-            result['pred_sem_seg'] = one.argmax(1)[0]
-            if self.test_cfg.get('return_logits'):
-                result['seg_logits'] = one[0]
-            results.append(result)
-        return results
+        return predictions(logits, data_samples, self.align_corners, bool(self.test_cfg.get('return_logits')))
+
+
+def predictions(logits: Tensor, data_samples: list[dict] | None, align_corners: bool = False,
+                return_logits: bool = False) -> list[dict]:
+    """Per sample of a padded batch's logits [B, K, H, W]: the padding cropped to ``img_shape``, resized to
+    the label size (or ``ori_shape``), ``pred_sem_seg`` the argmax; every backend's one rule (the
+    segmentor's ``predict``, ONNX Runtime's outputs in :class:`seg.apis.predictor.Predictor`)."""
+    samples = data_samples or [{} for _ in range(logits.shape[0])]
+    results = []
+    for i, sample in enumerate(samples):
+        h, w = sample.get('img_shape', logits.shape[-2:])
+        one = logits[i:i + 1, :, :h, :w]
+        gt = sample.get('gt_sem_seg')
+        size = tuple(gt.shape[-2:]) if gt is not None else tuple(sample.get('ori_shape', (h, w)))
+        one = resize(one, size, align_corners)
+        result = dict(sample)
+        result['pred_sem_seg'] = one.argmax(1)[0]
+        if return_logits:
+            result['seg_logits'] = one[0]
+        results.append(result)
+    return results
