@@ -11,9 +11,10 @@ import pytest
 import torch
 from cityscapesscripts.helpers.labels import id2label, labels
 
-from seg.evaluation.cityscapes import TRAIN_ID_TO_LABEL_ID, evaluate_label_files, result_name, to_label_ids
+from seg.datasets.cityscapes import TRAIN_ID_TO_LABEL_ID, result_name, to_label_ids
 
-from .conftest import ROOT
+from .cityscapes_eval import evaluate_label_files
+from .conftest import ROOT, randomize
 
 CONFIG = """
 _base_ = ['{root}/configs/fcn/fcn_r50-d8_4xb2-80k_cityscapes-512x1024.py']
@@ -61,12 +62,12 @@ def cityscapes(tmp_path_factory):
     config = tmp / 'tiny_cityscapes.py'
     config.write_text(CONFIG.format(root=ROOT, data=tmp / 'cityscapes'))
     cfg = load_config(str(config))
-    model = build_model(cfg).eval()
-    g = torch.Generator().manual_seed(0)
+    # Every weight random and BN away from identity, so that the labels depend on the image: with
+    # weights ~N(0, 0.3) and road's bias +2 the model said road everywhere, in every mode, and whole,
+    # slide and TTA results could not be told apart.
+    model = randomize(build_model(cfg)).eval()
     with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-        model.decode_head.cls[1].bias[0] += 2.0  # road wins often: a non-trivial IoU for it
+        model.decode_head.cls[1].bias[0] += 0.5  # road wins often: a non-trivial IoU for it
     ckpt = tmp / 'tiny.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {'cfg': cfg.to_dict()}}, ckpt)
     return dict(root=tmp, ckpt=str(ckpt), gts=gts)
@@ -149,24 +150,46 @@ def test_tta_averages_the_softmax_over_scales_and_flips(cityscapes):
         tta_probabilities(model, image, ratios=(0.0,))
 
 
-def test_eval_with_tta_in_whole_and_slide_modes(cityscapes):
-    from seg.apis import evaluate, init_model
+def tta_metrics_by_hand(model, gts, ratios, flip=True) -> np.ndarray:
+    """aAcc, mIoU and the 19 IoUs (percent, rounded as evaluate rounds them) of every val image through
+    tta_probabilities, counted against its train ids."""
     from seg.evaluation.metrics import confusion_matrix, metrics_from_confusion
     from seg.models.tta import tta_probabilities
+
+    total = torch.zeros(19, 19, dtype=torch.int64)
+    for gt_path in gts:
+        image_path = gt_path.replace('gtFine', 'leftImg8bit', 1).replace('_gtFine_labelIds', '_leftImg8bit')
+        image = cv2.cvtColor(cv2.imread(image_path), cv2.COLOR_BGR2RGB)
+        pred = tta_probabilities(model, image, ratios, flip).argmax(0)
+        gt_path = gt_path.replace('labelIds', 'labelTrainIds')
+        gt = torch.from_numpy(cv2.imread(gt_path, cv2.IMREAD_UNCHANGED)).long()
+        total += confusion_matrix(pred, gt, 19, 255)
+    m = metrics_from_confusion(total)
+    return np.round(100 * np.array([m['aAcc'], m['mIoU'], *m['IoU'].tolist()]), 2)
+
+
+def evaluated(metrics: dict) -> np.ndarray:
+    """aAcc, mIoU and the per-class IoUs of evaluate's result, in class order."""
+    ious = [v for k, v in metrics.items() if k.startswith('IoU.')]
+    return np.array([metrics['aAcc'], metrics['mIoU'], *ious])
+
+
+def test_eval_with_tta_in_whole_and_slide_modes(cityscapes):
+    from seg.apis import evaluate, init_model
+    from seg.models.tta import DEFAULT_RATIOS
 
     ratios = (0.75, 1.0)
     whole = evaluate(cityscapes['ckpt'], tta=dict(ratios=ratios, flip=True), num_workers=0, precision='fp32',
                      fold_bn=False)
-    # The same, by hand: every val image through tta_probabilities, counted against its train ids.
+    assert 'IoU.road' in whole and len(evaluated(whole)) == 2 + 19
+    # The same, by hand.
     model = init_model(cityscapes['ckpt'])
-    total = torch.zeros(19, 19, dtype=torch.int64)
-    for gt_path in cityscapes['gts']:
-        image_path = gt_path.replace('gtFine', 'leftImg8bit', 1).replace('_gtFine_labelIds', '_leftImg8bit')
-        image = cv2.cvtColor(cv2.imread(image_path), cv2.COLOR_BGR2RGB)
-        pred = tta_probabilities(model, image, ratios, True).argmax(0)
-        gt = torch.from_numpy(cv2.imread(gt_path.replace('labelIds', 'labelTrainIds'), cv2.IMREAD_UNCHANGED)).long()
-        total += confusion_matrix(pred, gt, 19, 255)
-    assert whole['mIoU'] == round(100 * metrics_from_confusion(total)['mIoU'], 2)
-    slide = evaluate(cityscapes['ckpt'], tta=True, mode='slide', num_workers=0, precision='fp32', cfg_options={
-        'model.test_cfg.crop_size': (32, 48), 'model.test_cfg.stride': (16, 32)})
-    assert 0 <= slide['mIoU'] <= 100 and 'IoU.road' in slide
+    np.testing.assert_array_equal(evaluated(whole), tta_metrics_by_hand(model, cityscapes['gts'], ratios))
+    slide_cfg = dict(mode='slide', crop_size=(32, 48), stride=(16, 32))
+    slide = evaluate(cityscapes['ckpt'], tta=True, mode='slide', num_workers=0, precision='fp32', fold_bn=False,
+                     cfg_options={f'model.test_cfg.{k}': v for k, v in slide_cfg.items() if k != 'mode'})
+    whole_default = tta_metrics_by_hand(model, cityscapes['gts'], DEFAULT_RATIOS)
+    model.test_cfg.update(slide_cfg)  # every view by sliding 32x48 windows
+    slide_by_hand = tta_metrics_by_hand(model, cityscapes['gts'], DEFAULT_RATIOS)
+    np.testing.assert_array_equal(evaluated(slide), slide_by_hand)
+    assert not np.array_equal(slide_by_hand, whole_default, equal_nan=True)  # the check tells the modes apart

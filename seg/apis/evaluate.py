@@ -1,34 +1,27 @@
-"""Evaluation of a checkpoint on its config's validation (or test) set, and benchmark-ready results files."""
+"""Evaluation of a checkpoint on its config's validation (or test) set, and benchmark-ready results files.
+
+:func:`evaluate` is a few steps: check the outputs, build the fast model, the dataset and the metric;
+predict every batch (plain or TTA); write each result file the dataset's own way
+(:meth:`seg.datasets.BaseSegDataset.write_result`); let the metric compute the scores and the
+per-image counts (``IoUMetric.last_per_image``); report.
+"""
 from __future__ import annotations
 
 import json
 import os
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seg.engine.loops import report_worker_crash
-from seg.engine.precision import fast_model, resolve_precision
-from seg.fileio import ensure_dir, output_path
+from seg.engine.precision import Precision, fast_model, resolve_precision
+from seg.fileio import ensure_dir
 from seg.registry import DATASETS, METRICS
 
 from .model_io import model_from_checkpoint
 
-__all__ = ['evaluate', 'per_image_counts']
-
-
-def per_image_counts(results: list[torch.Tensor], confusion: bool) -> torch.Tensor:
-    """(N, 3, C) per-image ``(tp, gt_area, pred_area)`` from what :class:`IoUMetric` kept per sample
-    (a [C, C] confusion matrix each when ``confusion``, else the [3, C] counts themselves)."""
-    rows = []
-    for r in results:
-        if isinstance(r, dict):  # an unreadable file left out (IoUMetric.process)
-            continue
-        r = r.to_dense() if r.is_sparse else r
-        rows.append(torch.stack([r.diagonal(), r.sum(1), r.sum(0)]) if confusion else r)
-    return torch.stack(rows).to(torch.int64)
+__all__ = ['evaluate']
 
 
 def _dataset_cfg(cfg, split: str) -> dict:
@@ -43,21 +36,46 @@ def _dataset_cfg(cfg, split: str) -> dict:
     return dataset
 
 
-def _write_result(result: dict, dataset, out_dir: str) -> None:
-    """Benchmark files: Cityscapes labelIds ``<name>_leftImg8bit.png``; otherwise class-index PNGs
-    (plus 1 when the dataset reduces the zero label, as ADE20K's server expects)."""
-    from seg.datasets import CityscapesDataset
-    from seg.evaluation.cityscapes import write_result
+def _check_outputs(out: str | None, out_dir: str | None, plots: str | None, format_only: bool) -> None:
+    if format_only and not out_dir:
+        raise ValueError('format_only needs out_dir: the folder the results files go to')
+    if out and os.path.isdir(out):
+        raise IsADirectoryError(f'--out {out!r} is a folder; give the path of the JSON file to write')
+    for folder, what in ((out_dir, '--out-dir'), (plots, 'plots folder'),
+                         (os.path.dirname(os.path.abspath(out)) if out else None, 'folder of --out')):
+        if folder:
+            ensure_dir(folder, what)
 
-    pred = result['pred_sem_seg'].cpu().numpy()
-    if isinstance(dataset, CityscapesDataset):
-        write_result(pred, result['img_path'], out_dir)
-        return
-    labels = pred + 1 if dataset.reduce_zero_label else pred
-    name = os.path.splitext(os.path.basename(result['img_path']))[0] + '.png'
-    import cv2
 
-    cv2.imwrite(str(output_path(out_dir, name)), labels.astype(np.uint8 if labels.max() < 256 else np.uint16))
+def _resolve_tta(model, tta: bool | dict | None) -> dict | None:
+    from seg.models.tta import DEFAULT_RATIOS
+
+    tta = model.test_cfg.get('tta') if tta is None else tta
+    return dict(ratios=DEFAULT_RATIOS, flip=True) if tta is True else (dict(tta) if tta else None)
+
+
+def _predict(model, batch: dict, precision: Precision, tta: dict | None) -> list[dict]:
+    """The batch's results (its data samples with ``pred_sem_seg``), plain or test-time augmented."""
+    from seg.models.tta import DEFAULT_RATIOS, tta_probabilities
+
+    if not batch['inputs']:  # every file of the batch unreadable (on_bad_file='skip')
+        return []
+    if not tta:
+        data = model.data_preprocessor(batch, False)
+        inputs = data['inputs']
+        if precision.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return model.predict(inputs, data['data_samples'])
+    results = []
+    for image, sample in zip(batch['inputs'], batch['data_samples']):
+        probs = tta_probabilities(model, image.permute(1, 2, 0).numpy(), tta.get('ratios', DEFAULT_RATIOS),
+                                  tta.get('flip', True))
+        gt = sample.get('gt_sem_seg')
+        if gt is not None and tuple(gt.shape) != tuple(probs.shape[1:]):
+            probs = torch.nn.functional.interpolate(probs[None], size=gt.shape, mode='bilinear',
+                                                    align_corners=model.align_corners)[0]
+        results.append(dict(sample, pred_sem_seg=probs.argmax(0)))
+    return results
 
 
 def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out: str | None = None,
@@ -89,29 +107,19 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     """
     from seg.datasets.collate import seg_collate
     from seg.evaluation.metrics import format_table
-    from seg.models.tta import DEFAULT_RATIOS, tta_probabilities
 
     options = dict(cfg_options or {})
     if mode is not None:
         if mode not in ('whole', 'slide'):
             raise ValueError(f"--mode must be 'whole' or 'slide', got {mode!r}")
         options['model.test_cfg.mode'] = mode
-    if format_only and not out_dir:
-        raise ValueError('format_only needs out_dir: the folder the results files go to')
-    if out and os.path.isdir(out):
-        raise IsADirectoryError(f'--out {out!r} is a folder; give the path of the JSON file to write')
-    for folder, what in ((out_dir, '--out-dir'), (plots, 'plots folder'),
-                         (os.path.dirname(os.path.abspath(out)) if out else None, 'folder of --out')):
-        if folder:
-            ensure_dir(folder, what)
+    _check_outputs(out, out_dir, plots, format_only)
     model, cfg, _ = model_from_checkpoint(ckpt, config, options, device)
     if model.test_cfg.get('mode') == 'slide' and not {'crop_size', 'stride'} <= set(model.test_cfg):
         raise ValueError('slide inference needs model.test_cfg.crop_size and model.test_cfg.stride '
                          "(e.g. --cfg-options model.test_cfg.crop_size='(512,1024)' ...)")
-    tta = model.test_cfg.get('tta') if tta is None else tta
-    tta = dict(ratios=DEFAULT_RATIOS, flip=True) if tta is True else (dict(tta) if tta else None)
-    dev = next(model.parameters()).device
-    chosen = resolve_precision(precision, dev, channels_last)
+    tta = _resolve_tta(model, tta)
+    chosen = resolve_precision(precision, next(model.parameters()).device, channels_last)
     model = fast_model(model, chosen, fold_bn)
     print(f'evaluating with {chosen.describe()}' + (f', TTA {tta}' if tta else ''))
     dataset_cfg = _dataset_cfg(cfg, split)
@@ -127,27 +135,9 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     skipped: list[dict] = []
     with torch.inference_mode(), report_worker_crash():
         for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
-            if tta:
-                results = []
-                for image, sample in zip(batch['inputs'], batch['data_samples']):
-                    probs = tta_probabilities(model, image.permute(1, 2, 0).numpy(), tta.get('ratios', DEFAULT_RATIOS),
-                                              tta.get('flip', True))
-                    gt = sample.get('gt_sem_seg')
-                    if gt is not None and tuple(gt.shape) != tuple(probs.shape[1:]):
-                        probs = torch.nn.functional.interpolate(probs[None], size=gt.shape, mode='bilinear',
-                                                                align_corners=model.align_corners)[0]
-                    results.append(dict(sample, pred_sem_seg=probs.argmax(0)))
-            elif not batch['inputs']:  # every file of the batch unreadable (on_bad_file='skip')
-                results = []
-            else:
-                data = model.data_preprocessor(batch, False)
-                inputs = data['inputs']
-                if chosen.channels_last:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                results = model.predict(inputs, data['data_samples'])
-            if out_dir:
-                for r in results:
-                    _write_result(r, dataset, out_dir)
+            results = _predict(model, batch, chosen, tta)
+            for r in results if out_dir else ():
+                dataset.write_result(r['pred_sem_seg'].cpu().numpy(), r['img_path'], out_dir)
             if metric is not None:
                 metric.process(batch, results)
             images += [s.get('img_path', '') for s in batch['data_samples']]
@@ -157,21 +147,28 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     if metric is None:
         print(f'wrote {len(images)} results files to {out_dir}' + (f'; {left_out}' if skipped else ''))
         return {}
-    counts = per_image_counts(metric.results, metric.collect_confusion)
     results = metric.evaluate(len(dataset))
-    print(format_table(metric.last_metrics, list(dataset.metainfo['classes'])))
+    classes = list(dataset.metainfo['classes'])
+    print(format_table(metric.last_metrics, classes))
     if skipped:
         print(left_out)
     if out:
-        payload = dict(mIoU=results['mIoU'], aAcc=results['aAcc'], mAcc=results['mAcc'], checkpoint=ckpt,
-                       precision=chosen.name, tta=tta, metrics=results, classes=list(dataset.metainfo['classes']),
-                       confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
-                       images=images, per_image_counts=counts.tolist(), skipped_files=skipped)
-        with open(out, 'w') as f:
-            json.dump(payload, f, indent=1)
+        _write_json(out, results, metric, ckpt, chosen, tta, classes, images, skipped)
     if plots:
-        _write_plots(metric, list(dataset.metainfo['classes']), plots)
+        _write_plots(metric, classes, plots)
     return results
+
+
+def _write_json(out: str, results: dict, metric, ckpt: str, precision: Precision, tta: dict | None,
+                classes: list, images: list[str], skipped: list[dict]) -> None:
+    """``--out``: a top-level mIoU, per class, the confusion matrix, the per-image pixel counts a
+    comparison's bootstrap needs, and the files left out."""
+    payload = dict(mIoU=results['mIoU'], aAcc=results['aAcc'], mAcc=results['mAcc'], checkpoint=ckpt,
+                   precision=precision.name, tta=tta, metrics=results, classes=classes,
+                   confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
+                   images=images, per_image_counts=metric.last_per_image.tolist(), skipped_files=skipped)
+    with open(out, 'w') as f:
+        json.dump(payload, f, indent=1)
 
 
 def _write_plots(metric, classes: list, folder: str) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from seg.fileio import output_path
 from seg.worker_reports import note_reading
 
 from .palette import generate_palette
@@ -229,6 +230,16 @@ class BaseSegDataset(Dataset):
                            len(orphans), self.ann_dir, self.img_suffix, self.img_dir,
                            ', '.join(os.path.join(self.ann_dir, s + self.seg_map_suffix) for s in orphans[:3]))
         return [(p, os.path.join(self.ann_dir, s + self.seg_map_suffix)) for p, s in zip(img_paths, stems)]
+
+    def write_result(self, pred: np.ndarray, img_path: str, out_dir: str) -> str:
+        """Write the results file of a prediction (``--format-only``), as the dataset's benchmark expects:
+        class indices in ``<stem>.png`` (plus 1 when the dataset reduces the zero label, as ADE20K's
+        server expects). Returns its path."""
+        labels = pred + 1 if self.reduce_zero_label else pred
+        path = str(output_path(out_dir, os.path.splitext(os.path.basename(img_path))[0] + '.png'))
+        if not cv2.imwrite(path, labels.astype(np.uint8 if labels.max() < 256 else np.uint16)):
+            raise OSError(f'could not write {path!r}')
+        return path
 
     def missing_mask_hint(self) -> str:
         """Text appended to missing-mask errors (how to create the masks); empty by default."""

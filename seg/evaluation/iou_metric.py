@@ -50,6 +50,16 @@ def _label_map(sample: Any, key: str) -> Tensor:
     return value
 
 
+def per_sample_counts(results: list[Tensor], confusion: bool) -> Tensor:
+    """int64 [N, 3, C] ``(tp, gt_area, pred_area)`` from what :meth:`IoUMetric.process` kept per sample
+    (a [C, C] confusion matrix each when ``confusion``, else the [3, C] counts themselves)."""
+    rows = []
+    for r in results:
+        r = r.to_dense() if r.is_sparse else r
+        rows.append(torch.stack([r.diagonal(), r.sum(1), r.sum(0)]) if confusion else r)
+    return torch.stack(rows).to(torch.int64) if rows else torch.zeros((0, 3, 0), dtype=torch.int64)
+
+
 @METRICS.register_module()
 class IoUMetric(BaseMetric):
     """Confusion-matrix segmentation metric for mmengine's evaluator.
@@ -73,6 +83,8 @@ class IoUMetric(BaseMetric):
             [0, 1], ``IoU`` / ``Acc`` as float64 [C] CPU tensors) plus ``classes``, or None.
         last_skipped: the files the last evaluation left out because they could not be read
             (the dataset's ``on_bad_file='skip'``), ``[{'skipped': path, 'error': message}]``.
+        last_per_image: int64 [N, 3, C] ``(tp, gt_area, pred_area)`` of each evaluated sample of the last
+            evaluation, in order (what a comparison's paired bootstrap resamples), or None.
     """
 
     default_prefix = ''  # no prefix, and no warning from BaseMetric about a missing one
@@ -95,6 +107,7 @@ class IoUMetric(BaseMetric):
         self.last_confusion: Tensor | None = None
         self.last_metrics: dict | None = None
         self.last_skipped: list[dict] = []
+        self.last_per_image: Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -176,6 +189,7 @@ class IoUMetric(BaseMetric):
             dupes = sorted({k for k in keys if keys.count(k) > 1})
             raise ValueError(f'class names must be unique to name the per-class metrics, '
                              f'got duplicates {dupes}')
+        self.last_per_image = per_sample_counts(results, self.collect_confusion)
         if self.collect_confusion:
             total = torch.zeros((n, n), dtype=torch.int64)
             for r in results:
