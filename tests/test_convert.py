@@ -133,4 +133,4 @@ def test_open_mmlab_imagenet_weights_from_the_hub_cache(tmp_path, monkeypatch):
     assert torch.equal(net.stem[1].running_var, weights['stem.7.running_var'])  # stem.7: the last BN
     assert torch.equal(net.layer3[0].downsample[1].weight, weights['layer3.0.downsample.1.weight'])
     with pytest.raises(ValueError, match='unknown weights'):
-        DilatedResNet(depth=50, pretrained='open-mmlab://resnet18_v1c')
+        DilatedResNet(depth=50, pretrained='open-mmlab://resnet34_v1c')

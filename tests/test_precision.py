@@ -28,7 +28,7 @@ HEADS = {
 # NAM's BatchNorm weighs channels by |gamma| (it is not after a convolution): it stays, as the head's
 # context module or as the blocks' plug-in.
 HEAD_UNFOLDABLE = {'zoo:nam': 'context.bn'}
-PLUGIN_UNFOLDABLE = {'nam': 'se.bn'}
+PLUGIN_UNFOLDABLE = {'nam': 'attn.bn'}
 FOLD_TOL = 1e-5  # of the output's largest magnitude, in fp32
 # Plug-ins put an attention module in every block: with this randomization (attention gammas near 1)
 # the softmaxes of sixteen criss-cross / channel attentions amplify fp32 rounding to ~1e-5 (measured

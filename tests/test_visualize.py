@@ -177,7 +177,7 @@ def test_visualize_attention_tool_on_trained_ccnet(tiny_run, tmp_path):
 @pytest.mark.parametrize('decode_head, backbone_attention, expected', [
     (dict(type='DAHead', pam_reduction=2), dict(type='cbam', reduction=4),
      ['pam_decode_head-pam_x20_y12', 'cam_decode_head-cam_channels']
-     + [f'cbam_backbone-layer4-{b}-se_{m}' for b in (0, 1) for m in ('channels', 'spatial')]),
+     + [f'cbam_backbone-layer4-{b}-attn_{m}' for b in (0, 1) for m in ('channels', 'spatial')]),
     (dict(type='NLHead'), None, ['nonlocal_decode_head-context_x20_y12']),
     (dict(type='AttentionHead', attention=dict(type='criss_cross', reduction=4)), None,
      [f'criss_cross_decode_head-context_{k}_x20_y12' for k in ('pass1', 'pass2', 'effective-R2')]),

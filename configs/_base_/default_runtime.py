@@ -8,8 +8,6 @@ log_processor = dict(by_epoch=False, window_size=50)
 log_level = 'INFO'
 load_from = None
 resume = False
-# Converted to torch.nn.SyncBatchNorm when training with several GPU processes (DDP).
-sync_bn = 'torch'
 randomness = dict(seed=0)
 # bf16 autocast and channels-last where the hardware runs them natively (seg/engine/precision.py); 'fp32' to
 # train in full precision. tools/train.py --precision overrides it.

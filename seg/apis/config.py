@@ -4,7 +4,7 @@
   mmengine) or an already built ``Config`` (e.g. rebuilt from a checkpoint's data), with
   ``--cfg-options`` type-checked against the values they replace, unknown constructor keys caught
   before anything is built, and one ``ignore_index`` (:func:`resolve_ignore_index`).
-* :func:`resolve_runtime`: the per-process batch and SyncBN, which depend on the launch.
+* :func:`resolve_runtime`: the per-process batch, which depends on the launch.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import torch
 from mmengine.config import Config
 
 __all__ = ['check_config_keys', 'check_overrides', 'import_all', 'load_config', 'model_without_ignore_index',
@@ -281,7 +280,11 @@ def resolve_runtime(cfg: Config, world_size: int = 1) -> Config:
     """Settings that depend on where the run happens.
 
     - ``total_batch_size`` (the recipe's batch over all processes) is split across processes.
-    - SyncBN only where it has kernels (CUDA); CPU / gloo runs keep BatchNorm.
+
+    Normalisation layers are not converted here, nor by mmengine's Runner: each layer is what its
+    config declares (``norm='SyncBN'`` builds ``torch.nn.SyncBatchNorm``, ``'BN'`` BatchNorm2d; see
+    :mod:`seg.models.norm`). A ``sync_bn`` key (mmengine's conversion of every BatchNorm, 'BN' ones
+    included) is set to None with a warning.
     """
     total = cfg.get('total_batch_size')
     if total:
@@ -289,6 +292,13 @@ def resolve_runtime(cfg: Config, world_size: int = 1) -> Config:
             raise ValueError(f'total_batch_size={total} is not divisible by the {world_size} processes; '
                              'set --cfg-options total_batch_size=N with N a multiple of the process count')
         cfg.train_dataloader.batch_size = total // world_size
-    if not torch.cuda.is_available():
+    if cfg.get('sync_bn') is not None:
+        import logging
+
+        from mmengine.logging import print_log
+
+        print_log(f'sync_bn={cfg.sync_bn!r} is ignored: the norm of each layer decides (norm=\'SyncBN\' builds '
+                  'torch.nn.SyncBatchNorm, norm=\'BN\' BatchNorm2d); remove sync_bn from the config',
+                  logger='current', level=logging.WARNING)
         cfg.sync_bn = None
     return cfg

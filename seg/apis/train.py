@@ -67,12 +67,13 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
         # Joined here, with keys of its own per elastic restart (mmengine then finds the group formed).
         backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'nccl') if _cuda() else 'gloo'
         init_distributed(backend)
+        # Layers declared 'BN' (and, on CPU, the SyncBN ones: SegRunner.build_model makes them BatchNorm,
+        # gloo has no SyncBatchNorm kernel) keep per-process statistics: keep them equal across processes.
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SyncNormStatsHook')]
     if launcher == 'pytorch' and not _cuda():
         # DDP on CPU processes: gloo, no device_ids. mmengine's own init would call cuda.set_device.
         cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
-        # No SyncBN on CPU: keep the BatchNorm statistics of the processes equal instead.
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SyncNormStatsHook')]
     config_to_data(cfg)  # fail now, not at the first checkpoint, if the config is not plain data
     return SegRunner.from_cfg(cfg)
 

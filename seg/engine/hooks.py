@@ -6,6 +6,7 @@ import torch.distributed as dist
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from torch import nn
 from tqdm import tqdm
 
 from seg.registry import HOOKS
@@ -39,13 +40,15 @@ class ValProgressBarHook(Hook):
 
 @HOOKS.register_module()
 class SyncNormStatsHook(Hook):
-    """Average the floating-point buffers (BatchNorm running statistics) over the processes after
-    every training iteration, before any checkpoint is written or validation runs.
+    """Average the running statistics of the BatchNorms over the processes after every training
+    iteration, before any checkpoint is written or validation runs.
 
-    Under DDP without SyncBN (CPU processes on gloo) every process updates its own running
-    statistics from its own batches, so they drift apart: each process would validate a different
-    model, and the checkpoint (process 0's) would be yet another. Averaging them each step keeps one
-    model on every process, the one saved in the checkpoint.
+    Under DDP a BatchNorm that is not synchronised (declared ``'BN'``, or a SyncBN one on CPU
+    processes, where the runner makes it BatchNorm: gloo has no SyncBatchNorm kernel) updates its
+    running statistics from its own process's batches, so they drift apart: each process would
+    validate a different model, and the checkpoint (process 0's) would be yet another. Averaging them
+    each step keeps one model on every process, the one saved in the checkpoint. The statistics of
+    ``SyncBatchNorm`` layers are equal already, and other buffers are constants: both are left alone.
     """
 
     priority = 'ABOVE_NORMAL'  # before the CheckpointHook (VERY_LOW) of the same iteration
@@ -54,7 +57,9 @@ class SyncNormStatsHook(Hook):
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        buffers = [b for b in model.buffers() if b.is_floating_point()]
+        buffers = [b for m in model.modules()
+                   if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+                   for b in m.buffers(recurse=False) if b.is_floating_point()]
         if not buffers:
             return
         flat = torch.cat([b.reshape(-1) for b in buffers])

@@ -21,13 +21,16 @@ import os.path as osp
 import time
 
 import mmengine
+import torch
 from mmengine.dist import master_only
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import weights_to_cpu
+from torch import nn
 
+from seg.models.norm import to_batchnorm
 from seg.registry import RUNNERS
 
 from .checkpoint import (
@@ -50,8 +53,17 @@ class SegRunner(Runner):
     """mmengine's Runner with safe, atomic, complete checkpoints (see the module docstring)."""
 
     def build_model(self, model):
-        """mmengine's, then the memory format of the run (``cfg.channels_last``), before any DDP wrapping."""
+        """mmengine's, then, before any DDP wrapping: BatchNorm for SyncBatchNorm under DDP on CPU
+        processes (gloo has no SyncBatchNorm kernel; :class:`seg.engine.hooks.SyncNormStatsHook` keeps
+        the statistics of the processes equal instead), and the memory format of the run
+        (``cfg.channels_last``). Layers declared ``'BN'`` are never converted."""
         model = super().build_model(model)
+        if self.distributed and not torch.cuda.is_available():
+            synced = sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+            if synced:
+                model = to_batchnorm(model)
+                self.logger.info(f'DDP on CPU processes (gloo has no SyncBatchNorm kernel): {synced} '
+                                 'SyncBatchNorm layers run as BatchNorm')
         return channels_last_model(model) if self.cfg.get('channels_last') else model
 
     def _module(self):

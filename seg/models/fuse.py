@@ -2,12 +2,14 @@
 
 In eval mode ``BN(conv(x)) = conv'(x)`` with ``W' = W * s`` and ``b' = (b - mean) * s + beta``,
 ``s = gamma / sqrt(var + eps)`` per output channel: the same function with one memory-bound pass
-fewer per convolution. A BatchNorm2d is folded when it directly takes a Conv2d's output:
+fewer per convolution. A BatchNorm2d (or a SyncBatchNorm, the same function in eval mode) is folded
+when it directly takes a Conv2d's output:
 
 * consecutive children of an ``nn.Sequential`` (``ConvBNReLU``, ResNet downsamples, the deep stem,
   SK's branches), a Sequential ending in a convolution counting as that convolution;
-* the ``(conv, bn)`` attribute pairs of timm's ``BasicBlock`` / ``Bottleneck`` and of modules that
-  declare them in ``conv_bn_pairs`` (the non-local block's ``conv_out`` / ``norm``, ...).
+* the ``(conv, bn)`` attribute pairs of timm's ``BasicBlock`` / ``Bottleneck`` (and of their subclasses,
+  the backbone's blocks) and of modules that declare them in ``conv_bn_pairs`` (the non-local block's
+  ``conv_out`` / ``norm``, ...).
 
 The folded model is for evaluation only: its BatchNorms are gone.
 """
@@ -25,6 +27,13 @@ _BLOCK_PAIRS = {
 }
 
 
+def _block_pairs(module: nn.Module) -> tuple[tuple[str, str], ...]:
+    for cls, pairs in _BLOCK_PAIRS.items():
+        if isinstance(module, cls):
+            return pairs
+    return ()
+
+
 def _last_conv(module: nn.Module) -> nn.Conv2d | None:
     if isinstance(module, nn.Conv2d):
         return module
@@ -34,7 +43,7 @@ def _last_conv(module: nn.Module) -> nn.Conv2d | None:
 
 
 @torch.no_grad()
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | nn.SyncBatchNorm) -> None:
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # [C_out]
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))).to(conv.weight.dtype))
@@ -46,12 +55,12 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 def _foldable(conv: nn.Module | None, bn: nn.Module) -> bool:
-    return (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d and bn.track_running_stats
-            and bn.affine and bn.num_features == conv.out_channels)
+    return (isinstance(conv, nn.Conv2d) and type(bn) in (nn.BatchNorm2d, nn.SyncBatchNorm)
+            and bn.track_running_stats and bn.affine and bn.num_features == conv.out_channels)
 
 
 def fold_batchnorm(model: nn.Module) -> int:
-    """Fold every BatchNorm2d that directly follows a Conv2d into it, in place; returns how many.
+    """Fold every BatchNorm2d / SyncBatchNorm that directly follows a Conv2d into it, in place; returns how many.
 
     Raises:
         ValueError: ``model`` is in training mode.
@@ -60,7 +69,7 @@ def fold_batchnorm(model: nn.Module) -> int:
         raise ValueError('fold_batchnorm is for evaluation: call model.eval() first')
     folded = 0
     for module in list(model.modules()):
-        pairs = _BLOCK_PAIRS.get(type(module), ()) + tuple(getattr(module, 'conv_bn_pairs', ()))
+        pairs = _block_pairs(module) + tuple(getattr(module, 'conv_bn_pairs', ()))
         for conv_name, bn_name in pairs:
             conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
             if _foldable(conv, bn):

@@ -4,6 +4,8 @@
 # model.decode_head.attention=dict(type=NAME, ...). This base sets no option beside 'type', so a
 # final config's dict merges cleanly; add _delete_=True to the final dict if a base ever does.
 _base_ = ['./ccnet_r50-d8.py']
+# mmsegmentation's recipe: torch.nn.SyncBatchNorm in backbone and heads, batch statistics over all the
+# GPU processes of a DDP run (BatchNorm's numbers in one process; see seg/models/norm.py for CPU runs).
 norm = 'SyncBN'
 model = dict(
     decode_head=dict(_delete_=True, type='AttentionHead', in_channels=2048, channels=512, num_classes=19,

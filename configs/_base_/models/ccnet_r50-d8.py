@@ -1,5 +1,7 @@
 # CCNet (recurrent criss-cross attention, R=2) on a dilated ResNet-50 (deep stem, output stride 8),
 # auxiliary FCN head on stage 3.
+# mmsegmentation's recipe: torch.nn.SyncBatchNorm in backbone and heads, batch statistics over all the
+# GPU processes of a DDP run (BatchNorm's numbers in one process; see seg/models/norm.py for CPU runs).
 norm = 'SyncBN'
 model = dict(
     type='EncoderDecoder',

@@ -9,23 +9,53 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
 from seg.models.convert import is_mmcv_resnet_layout, mmcv_backbone
+from seg.models.norm import match_norm
 from seg.models.weights import open_mmlab_file, read_weights_file, state_dict_of
 from seg.registry import MODELS
 
 logger = logging.getLogger(__name__)
 
+
+class _AttentionSlot:
+    """The attention plug-in of a timm residual block, stored (and named in state dicts) as ``attn``.
+
+    timm's blocks apply ``self.se`` after the last norm, before the residual addition, whatever the
+    module. Here ``se`` is an alias of ``attn``: reading it returns ``attn`` and assigning it assigns
+    ``attn``, so timm's own forward applies the plug-in at that place (the same computation) while
+    the module lives under ``attn`` (``layer4.0.attn.query.weight`` for a criss-cross plug-in).
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__('attn' if name == 'se' else name, value)
+
+    @property
+    def se(self) -> nn.Module | None:
+        return self.attn
+
+
+class PluginBasicBlock(_AttentionSlot, BasicBlock):
+    """timm's ``BasicBlock`` with its attention slot named ``attn``."""
+
+
+class PluginBottleneck(_AttentionSlot, Bottleneck):
+    """timm's ``Bottleneck`` with its attention slot named ``attn``."""
+
+
 ARCH = {
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
-    101: (Bottleneck, (3, 4, 23, 3)),
-    152: (Bottleneck, (3, 8, 36, 3)),
+    18: (PluginBasicBlock, (2, 2, 2, 2)),
+    34: (PluginBasicBlock, (3, 4, 6, 3)),
+    50: (PluginBottleneck, (3, 4, 6, 3)),
+    101: (PluginBottleneck, (3, 4, 23, 3)),
+    152: (PluginBottleneck, (3, 8, 36, 3)),
 }
+
+_PLUGIN_KEY = re.compile(r'layer\d+\.\d+\.attn\.')
 
 
 def timm_name(depth: int, deep_stem: bool, avg_down: bool) -> str:
@@ -46,11 +76,13 @@ class DilatedResNet(nn.Module):
         channels: widths of the four stages; the default (64, 128, 256, 512) is the standard ResNet,
             smaller ones make tiny demo networks.
         out_indices: which stages (0..3) to return.
-        norm: 'BN' or 'SyncBN' (BatchNorm here, converted under DDP on GPUs by the runner).
+        norm: 'BN' (``nn.BatchNorm2d``) or 'SyncBN' (``nn.SyncBatchNorm``, see :mod:`seg.models.norm`);
+            the BatchNorms of the attention plug-ins follow it.
         pretrained: None (random init), a local ``.pth`` / ``.safetensors`` file, or ``'timm'`` for the
             library's ImageNet weights (downloaded when online, or found in the hub cache).
         block_attention: attention plug-in config (``dict(type='se', ...)``) placed on the residual
-            branch of every block of ``attention_stages``, before the addition (SE-ResNet placement).
+            branch of every block of ``attention_stages``, before the addition (SE-ResNet placement);
+            it is the block's ``attn`` submodule.
         attention_stages: stages (1..4) that receive ``block_attention``.
     """
 
@@ -74,9 +106,11 @@ class DilatedResNet(nn.Module):
         block, layers = ARCH[depth]
         self.depth, self.deep_stem, self.avg_down = depth, deep_stem, avg_down
         self.out_indices = tuple(out_indices)
+        self.norm = norm
         net = ResNet(block, layers, output_stride=output_stride, channels=tuple(channels),
                      stem_width=channels[0] // 2 if deep_stem else 64, stem_type='deep' if deep_stem else '',
-                     avg_down=avg_down, num_classes=0, global_pool='')
+                     avg_down=avg_down, num_classes=0, global_pool='',
+                     norm_layer=nn.SyncBatchNorm if norm == 'SyncBN' else nn.BatchNorm2d)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         expansion = block.expansion
@@ -95,10 +129,10 @@ class DilatedResNet(nn.Module):
 
         for stage in stages:
             for block in getattr(self, f'layer{stage}'):
-                # timm's blocks apply ``self.se`` after the last norm, before the residual addition.
-                block.se = build_attention(dict(cfg), block.bn3.num_features if hasattr(block, 'bn3')
-                                           else block.bn2.num_features)
-        self.attention_param_names = {n for n in self.state_dict() if '.se.' in n}
+                # Applied after the last norm, before the residual addition (see _AttentionSlot).
+                block.attn = match_norm(build_attention(dict(cfg), block.bn3.num_features if hasattr(block, 'bn3')
+                                                        else block.bn2.num_features), self.norm)
+        self.attention_param_names = {n for n in self.state_dict() if _PLUGIN_KEY.match(n)}
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.stem(x)

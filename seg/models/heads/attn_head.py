@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from seg.models.attention import build_attention
 from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.norm import match_norm
 from seg.registry import MODELS
 
 __all__ = ['AttentionHead']
@@ -34,7 +35,8 @@ class AttentionHead(nn.Module):
             See :func:`seg.models.attention.list_attention` for the names.
         in_index: which backbone feature the head reads.
         dropout: dropout probability before the classifier.
-        norm: norm of the head's convolutions ('BN', 'SyncBN', ...).
+        norm: norm of the head's convolutions ('BN', 'SyncBN', ...); the BatchNorms the attention
+            module builds itself follow it (:func:`seg.models.norm.match_norm`).
 
     Raises:
         ValueError: an unknown attention type (the message lists the valid ones), an option the
@@ -53,7 +55,7 @@ class AttentionHead(nn.Module):
         self.attention_cfg = dict(attention) if isinstance(attention, dict) else dict(type=attention)
         self.in_index = in_index
         self.conv_in = ConvBNReLU(in_channels, channels, 3, norm=norm)
-        self.context = build_attention(attention, channels)
+        self.context = match_norm(build_attention(attention, channels), norm)
         self.conv_out = ConvBNReLU(channels, channels, 3, norm=norm)
         self.bottleneck = ConvBNReLU(in_channels + channels, channels, 3, norm=norm)
         self.cls = Classifier(channels, num_classes, dropout)
