@@ -1,5 +1,6 @@
 """tools/benchmark.py: eval and train passes timed with or without data and weights, the flags
 outside scripts rely on, the last line ``median_s=``, and the accuracy guard's arithmetic."""
+import copy
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from seg.analysis.measure import present_bytes
-from seg.analysis.model_bench import PassTiming, agreement, format_timing, time_passes
+from seg.analysis.model_bench import GUARD_AGREEMENT, PassTiming, agreement, format_timing, time_passes
 from seg.apis.benchmark import BenchmarkSettings, accuracy_guard, run_benchmark
 
 from .conftest import ROOT
@@ -86,20 +87,48 @@ def test_agreement_and_miou_by_hand():
 
 
 def test_accuracy_guard_on_the_demo_data(tmp_path):
-    """fp32 with BatchNorm folded against fp32 unfolded: the guard passes on labelled images."""
+    """fp32 with BatchNorm folded against fp32 unfolded: the guard passes on labelled images; fp32
+    unfolded against itself is the same computation: every label and the mIoU exactly equal."""
     opts = dict(TINY, **{'val_dataloader.dataset.data_root': str(tmp_path / 'synthetic'),
                          'val_dataloader.dataset.num_images': 3, 'val_dataloader.dataset.img_size': (48, 96)})
     result = accuracy_guard(settings(precision='fp32', cfg_options=opts), 3)
     assert result.source.startswith('3 validation images') and result.miou_ref is not None
-    assert result.agree >= 0.999 and result.passes
+    assert result.pixels == 3 * 48 * 96
+    assert result.agree >= 0.999 and abs(result.miou_change) <= 0.1 and result.passes
+    same = accuracy_guard(settings(precision='fp32', fold_bn=False, cfg_options=opts), 3)
+    assert same.agree == 1.0 and same.miou_change == 0.0
+    assert same.miou_fast == same.miou_ref == result.miou_ref
+    assert same.passes
 
 
 def test_guard_falls_back_to_random_images_without_data(tmp_path):
+    from seg.apis.benchmark import _random_batch
+    from seg.apis.config import load_config
+    from seg.apis.inference import fast_model
+    from seg.apis.model_io import build_model
+    from seg.engine.precision import resolve_precision
+
     config = tmp_path / 'no_data.py'
     config.write_text(f"_base_ = [{DEMO!r}]\nval_dataloader = None\ntest_dataloader = None\n")
-    result = accuracy_guard(settings(config=str(config), precision='auto'), 2)
-    assert result.source == '2 random 32x64 images' and result.miou_ref is None
-    assert result.pixels == 2 * 32 * 64 and 0.0 <= result.agree <= 1.0
+    same = accuracy_guard(settings(config=str(config), precision='fp32', fold_bn=False, device='cpu'), 2)
+    assert same.source == '2 random 32x64 images' and same.miou_ref is None and same.miou_change is None
+    assert same.pixels == 2 * 32 * 64 and same.agree == 1.0 and same.passes  # fp32 against itself
+    # 'auto' (bf16 where the CPU has it): the guard's agreement is the one counted here, another way
+    # (logits of mode='tensor'), and its verdict is that of the threshold.
+    result = accuracy_guard(settings(config=str(config), precision='auto', device='cpu'), 2)
+    assert result.source == '2 random 32x64 images' and result.pixels == 2 * 32 * 64
+    torch.manual_seed(0)  # the guard's random weights
+    ref = build_model(load_config(str(config), TINY)).eval()
+    fast = fast_model(copy.deepcopy(ref), resolve_precision('auto', 'cpu'))
+    same_pixels = 0
+    for seed in range(2):
+        batch = _random_batch(1, (32, 64), ref.num_classes, seed=seed)
+        with torch.no_grad():
+            labels = [m(m.data_preprocessor(batch, False)['inputs'], mode='tensor').argmax(1)
+                      for m in (ref, fast)]
+        same_pixels += int((labels[0] == labels[1]).sum())
+    assert result.agree == same_pixels / (2 * 32 * 64)
+    assert result.passes == (result.agree >= GUARD_AGREEMENT)
 
 
 def test_format_and_present_bytes():

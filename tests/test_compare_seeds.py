@@ -141,14 +141,17 @@ def test_two_models_two_seeds_on_a_folder_dataset_then_nothing_to_train(tmp_path
     assert results['schedule']['ignore_index'] == VOID
     fcn, cc = results['models']
     assert len(fcn['runs']) == len(cc['runs']) == 2 and fcn['difference'] is None
-    assert set(cc['difference']) == {'mean', 'std', 'low', 'high', 'n'} and cc['distinguishable'] in (True, False)
+    assert set(cc['difference']) == {'mean', 'std', 'low', 'high', 'n'} and cc['difference']['n'] == 50
+    # Three steps from the same seeds leave both models near chance (mIoU ~2 %, 11 classes): their
+    # difference, a few tenths of a point either way, cannot be told from 0 on 3 images.
+    assert cc['difference']['low'] < 0 < cc['difference']['high'] and cc['distinguishable'] is False
     assert set(cc['class_difference']) == set(results['classes'])
     assert fcn['summary']['mIoU']['n'] == 2  # mean, std and interval over the two seeds
     seeds_miou = [r['mIoU'] for r in fcn['runs']]
     assert fcn['summary']['mIoU']['mean'] == pytest.approx(np.mean(seeds_miou))
     report = (out / 'report.md').read_text()
     assert 'mIoU vs baseline' in report and 'Schedule (the same for every model)' in report
-    assert 'Machine:' in report and ('not distinguishable' in report or '[+' in report or '[-' in report)
+    assert 'Machine:' in report and 'not distinguishable' in report
 
     # Run again with the same arguments: nothing is trained, every run is kept.
     checkpoints = {p: p.stat().st_mtime_ns for p in out.glob('runs/*/seed*/*.pth')}

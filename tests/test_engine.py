@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from seg.engine.checkpoint import load_checkpoint
+
 from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -62,12 +64,15 @@ def test_train_kill_resume_then_eval_from_checkpoint(tmp_path):
         assert proc.poll() is None, f'training ended early:\n{proc.stderr.read()[-5000:]}'
         assert time.time() < deadline, 'no checkpoint after 300 s'
         time.sleep(0.05)
-    time.sleep(0.2)  # let the checkpoint file be complete
+    # Killed the moment iter_4.pth appears: checkpoints are written to a temporary name and renamed
+    # (seg.engine.checkpoint.save_checkpoint_file), so a file under a checkpoint's name is complete.
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (work / 'iter_60.pth').exists(), 'the run finished before it was killed'
     done = sorted(int(p.stem.split('_')[1]) for p in work.glob('iter_*.pth'))
+    for path in work.glob('*.pth'):  # every one loads, whatever save the kill interrupted
+        assert 'state_dict' in load_checkpoint(path), path
 
     out = run_tool('tools/train.py', config, '--work-dir', str(work), '--resume')
     assert (work / 'iter_60.pth').exists()

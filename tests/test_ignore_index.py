@@ -74,12 +74,30 @@ def test_folder_dataset_with_void_11_trains_and_evaluates(tmp_path):
     expected = -torch.log_softmax(logits[0, :, 1, 2], 0)[3]
     assert torch.allclose(model.default_loss[0](logits, target), expected)
     # The metric counts only the labelled pixels (the bottom half of each mask).
-    metrics = evaluate(str(tmp_path / 'work' / 'iter_3.pth'), out=str(tmp_path / 'm.json'), num_workers=0)
+    ckpt = str(tmp_path / 'work' / 'iter_3.pth')
+    metrics = evaluate(ckpt, out=str(tmp_path / 'm.json'), num_workers=0, precision='fp32', fold_bn=False)
     import json
 
     confusion = np.array(json.loads((tmp_path / 'm.json').read_text())['confusion_matrix'])
     assert confusion.shape == (11, 11) and confusion.sum() == 4 * 16 * 48
-    assert 0 <= metrics['mIoU'] <= 100
+    # The same counts by hand: the checkpoint's model on every val image, void pixels left out.
+    from seg.apis import init_model
+    from seg.datasets.collate import seg_collate
+    from seg.evaluation.metrics import confusion_matrix, metrics_from_confusion
+    from seg.registry import DATASETS
+
+    trained = init_model(ckpt)
+    dataset = DATASETS.build(trained.cfg.val_dataloader.dataset)
+    by_hand = torch.zeros(11, 11, dtype=torch.int64)
+    for i in range(len(dataset)):
+        data = trained.data_preprocessor(seg_collate([dataset[i]]), False)
+        with torch.no_grad():
+            result = trained.predict(data['inputs'], data['data_samples'])[0]
+        gt = result['gt_sem_seg'].long()
+        assert int((gt == VOID).sum()) == 16 * 48  # the top half
+        by_hand += confusion_matrix(result['pred_sem_seg'], gt, 11, VOID)
+    np.testing.assert_array_equal(confusion, by_hand.numpy())
+    assert metrics['mIoU'] == round(100 * metrics_from_confusion(by_hand)['mIoU'], 2)
 
 
 def test_two_explicit_settings_that_disagree_name_both(tmp_path):

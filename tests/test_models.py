@@ -9,7 +9,7 @@ from seg.models.backbones import DilatedResNet
 from seg.models.losses import CrossEntropyLoss, OhemCrossEntropyLoss
 from seg.registry import MODELS
 
-HEADS = [name for name in heads_module.__all__ if name != 'ContextHead']
+HEADS = list(heads_module.__all__)
 TINY_CHANNELS = (8, 16, 32, 64)
 
 

@@ -4,8 +4,10 @@ For every ratio r (default 0.5, 0.75, 1.0, 1.25, 1.5, 1.75) the *original* image
 (bilinear, ``int(size * r + 0.5)``, as mmcv's ``imrescale``), and, with ``flip``, also flipped
 horizontally; each version goes through the model's own inference (whole or slide, its test
 pipeline is not applied: the ratios replace it, as in mmsegmentation's ``TestTimeAug``); its
-logits are resized back to the original size (bilinear, the model's ``align_corners``), unflipped
-and turned into softmax probabilities; the prediction is the argmax of their mean.
+logits are cut to the view's own size (the data preprocessor may have padded it to a multiple of
+``size_divisor``; ``EncoderDecoder.predict`` cuts that padding off the same way), resized back to
+the original size (bilinear, the model's ``align_corners``), unflipped and turned into softmax
+probabilities; the prediction is the argmax of their mean.
 """
 from __future__ import annotations
 
@@ -49,7 +51,10 @@ def tta_probabilities(model: nn.Module, image: np.ndarray, ratios: Sequence[floa
             view = np.ascontiguousarray(scaled[:, ::-1]) if flipped else scaled
             tensor = torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))  # [3, h', w']
             data = model.data_preprocessor(dict(inputs=[tensor], data_samples=[{}]), False)
-            logits = model.inference(data['inputs'].to(device))  # [1, K, h', w']
+            logits = model.inference(data['inputs'].to(device))  # [1, K, padded h', padded w']
+            # The preprocessor may pad (size_divisor) bottom/right: cut that off, as predict does.
+            ph, pw = data['data_samples'][0].get('img_shape', logits.shape[-2:])
+            logits = logits[:, :, :ph, :pw]  # [1, K, h', w']
             logits = torch.nn.functional.interpolate(logits.float(), size=(h, w), mode='bilinear',
                                                      align_corners=model.align_corners)
             if flipped:
