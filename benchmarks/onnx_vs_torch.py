@@ -60,10 +60,10 @@ def measure_head(head: str, x: torch.Tensor, tmp: str, iters: int) -> str:
     """One table row: export, then onnxruntime / PyTorch fp32 / PyTorch default on ``x``."""
     import onnxruntime as ort
 
-    from seg.apis.config import load_config
     from seg.apis.export import export_onnx
     from seg.apis.inference import fast_model, init_model
     from seg.apis.model_io import build_model
+    from seg.engine.config import load_config
     from seg.engine.config_data import config_to_data
     from seg.engine.precision import resolve_precision
 

@@ -75,6 +75,12 @@ def registries() -> list[SegRegistry]:
     return [value for value in globals().values() if isinstance(value, SegRegistry)]
 
 
+def import_registered_modules() -> None:
+    """Import every module that registers something, from the locations the registries name."""
+    for registry in registries():
+        registry.import_from_location()
+
+
 def registered_types() -> frozenset[str]:
     """Every name a config's ``type`` may take: what ``seg``'s registries and the mmengine registries they
     inherit from (optimizers, schedulers, hooks, ...) hold, after importing every module that registers.

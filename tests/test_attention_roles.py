@@ -20,7 +20,7 @@ from torch import nn
 import seg.models  # noqa: F401  (registration)
 from seg.analysis import attention_bench
 from seg.analysis.measure import si, time_call
-from seg.apis.config import load_config
+from seg.engine.config import load_config
 from seg.models import heads as heads_module
 from seg.models.attention import build_attention, eca_kernel_size, list_attention
 from seg.models.backbones import DilatedResNet

@@ -103,9 +103,9 @@ def test_accuracy_guard_on_the_demo_data(tmp_path):
 
 def test_guard_falls_back_to_random_images_without_data(tmp_path):
     from seg.apis.benchmark import _random_batch
-    from seg.apis.config import load_config
     from seg.apis.inference import fast_model
     from seg.apis.model_io import build_model
+    from seg.engine.config import load_config
     from seg.engine.precision import resolve_precision
 
     config = tmp_path / 'no_data.py'

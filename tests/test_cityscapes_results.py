@@ -54,8 +54,8 @@ def write_cityscapes(root, rng, h=48, w=96):
 
 @pytest.fixture(scope='module')
 def cityscapes(tmp_path_factory):
-    from seg.apis.config import load_config
     from seg.apis.model_io import build_model
+    from seg.engine.config import load_config
 
     tmp = tmp_path_factory.mktemp('cityscapes')
     gts = write_cityscapes(tmp / 'cityscapes', np.random.default_rng(0))

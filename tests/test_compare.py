@@ -218,9 +218,9 @@ def test_precision_reaches_training_evaluation_and_timing(precision):
 
     from seg.analysis.profile import profile_segmentor
     from seg.apis.compare import CompareSettings, training_config
-    from seg.apis.config import load_config
     from seg.apis.inference import fast_model
     from seg.apis.model_io import build_model
+    from seg.engine.config import load_config
     from seg.engine.precision import resolve_precision
 
     settings = CompareSettings(configs_dir=f'{ROOT}/configs', precision=precision)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.optim import OptimWrapper
 
-from seg.apis.config import import_all, load_config
+from seg.engine.config import import_all, load_config
 from seg.registry import MODELS
 
 from .conftest import ROOT

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from seg.apis.config import load_config
 from seg.apis.convert import convert_checkpoint
+from seg.engine.config import load_config
 from seg.models.convert import convert_mmseg_state_dict
 
 from .conftest import ROOT

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import seg
-from seg.apis.config import load_config
+from seg.engine.config import load_config
 from seg.models.factory import BACKBONES, backbone_skeleton, model_config
 
 from .conftest import ROOT, randomize

@@ -189,8 +189,8 @@ def test_fp16_scaler_on_cuda_steps_clips_and_resumes():
 
 # ------------------------------------------------------------------------------- torch.compile
 def tiny_demo_model() -> nn.Module:
-    from seg.apis.config import load_config
     from seg.apis.model_io import build_model
+    from seg.engine.config import load_config
 
     cfg = load_config(os.path.join(ROOT, 'configs', 'demo_ccnet.py'))
     cfg.model.backbone.channels = (8, 8, 16, 16)

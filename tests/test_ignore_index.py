@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from seg.apis.config import load_config, resolve_ignore_index
+from seg.engine.config import load_config, resolve_ignore_index
 
 from .conftest import ROOT
 
@@ -52,9 +52,15 @@ def write_config(tmp_path):
 
 
 def test_dataset_ignore_index_flows_everywhere(tmp_path):
+    from seg.apis.model_io import build_model
+
     cfg = load_config(write_config(tmp_path))
     assert cfg.model.ignore_index == VOID
-    assert cfg.model.data_preprocessor.seg_pad_val == VOID
+    # The label padding and the losses take it from the segmentor, the one place that sets them.
+    assert 'seg_pad_val' not in cfg.model.data_preprocessor
+    model = build_model(cfg)
+    assert model.data_preprocessor.seg_pad_val == VOID
+    assert all(loss.ignore_index == VOID for loss in model.default_loss)
     assert cfg.val_evaluator.ignore_index == VOID
     pipeline = cfg.train_dataloader.dataset.pipeline
     assert pipeline[0].ignore_index == VOID and pipeline[1].seg_pad_val == VOID
@@ -118,4 +124,4 @@ def test_default_is_the_dataset_class_default():
     cfg = Config(dict(model=dict(type='EncoderDecoder', ignore_index=7, backbone={}, decode_head={}, num_classes=3,
                                  losses=dict(out=[dict(type='DiceLoss'), dict(type='CrossEntropyLoss')]))))
     assert resolve_ignore_index(cfg) == 7
-    assert [c.ignore_index for c in cfg.model.losses.out] == [7, 7]
+    assert ['ignore_index' in c for c in cfg.model.losses.out] == [False, False]  # the segmentor hands it over

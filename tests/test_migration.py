@@ -18,9 +18,9 @@ def test_old_criss_cross_keys_are_renamed():
 
 def test_an_old_ccnet_checkpoint_evaluates(tmp_path):
     from seg.apis import evaluate
-    from seg.apis.config import load_config
     from seg.apis.model_io import build_model
     from seg.datasets.collate import seg_collate
+    from seg.engine.config import load_config
     from seg.evaluation.metrics import confusion_matrix, metrics_from_confusion
     from seg.registry import DATASETS
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from seg.apis.config import load_config
 from seg.apis.model_io import build_model
+from seg.engine.config import load_config
 from seg.models.attention import list_attention
 from seg.registry import MODELS
 

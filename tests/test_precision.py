@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import seg.engine.precision as precision_mod
-from seg.apis.config import import_all
+from seg.engine.config import import_all
 from seg.engine.precision import resolve_precision
 from seg.models.attention import list_attention
 from seg.models.fuse import fold_batchnorm

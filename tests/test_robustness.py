@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from seg.apis.config import load_config
 from seg.datasets import FolderDataset, read_image, seg_collate
 from seg.datasets.base import CorruptFileError
+from seg.engine.config import load_config
 from seg.engine.loops import report_worker_crash
 from seg.fileio import ensure_dir, output_path
 from seg.worker_reports import note_reading

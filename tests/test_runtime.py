@@ -4,7 +4,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from seg.apis.config import resolve_runtime
+from seg.engine.config import resolve_runtime
 from seg.engine.optim_wrapper import AutoAmpOptimWrapper
 
 

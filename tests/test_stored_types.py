@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from seg.apis.config import load_config
 from seg.apis.model_io import build_model
+from seg.engine.config import load_config
 from seg.engine.config_data import check_stored_config, config_from_data, config_to_data
 
 from .conftest import ROOT

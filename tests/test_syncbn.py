@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from seg.apis.config import import_all, load_config, resolve_runtime
+from seg.engine.config import import_all, load_config, resolve_runtime
 from seg.engine.runner import SegRunner
 from seg.models.fuse import fold_batchnorm
 from seg.models.norm import build_norm, match_norm, to_batchnorm, to_sync_batchnorm

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from seg.apis.config import load_config
 from seg.apis.model_io import build_model
+from seg.engine.config import load_config
 from seg.models.tta import tta_probabilities
 
 from .conftest import ROOT, randomize

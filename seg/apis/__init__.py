@@ -6,7 +6,8 @@
 mmsegmentation models), ``seg.apis.export`` (ONNX), ``seg.apis.benchmark``, ``seg.apis.compare``
 (``run_comparison``), ``seg.apis.visualize`` (attention maps of a checkpoint), ``seg.apis.demo``.
 """
-from .config import load_config
+from seg.engine.config import load_config
+
 from .evaluate import evaluate
 from .factory import create_model, list_models
 from .inference import Predictor, infer_paths, inference_model, init_model

@@ -30,6 +30,7 @@ from seg.analysis.model_bench import (
     format_timing,
     time_passes,
 )
+from seg.engine.config import load_config
 from seg.engine.precision import (
     Precision,
     amp_precision,
@@ -38,7 +39,6 @@ from seg.engine.precision import (
     use_amp_wrapper,
 )
 
-from .config import load_config
 from .inference import fast_model
 from .model_io import build_model, model_from_checkpoint
 

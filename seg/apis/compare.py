@@ -33,13 +33,13 @@ from seg.analysis.profile import profile_segmentor
 from seg.analysis.report import to_csv, to_json, to_markdown
 from seg.analysis.results import read_json, read_per_image_counts, read_run_metrics
 from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
+from seg.engine.config import load_config, model_without_ignore_index
 from seg.engine.config_data import config_to_data
 from seg.engine.precision import fast_model, resolve_precision
 from seg.fileio import ensure_dir
 from seg.models.factory import backbone_skeleton
 from seg.registry import DATASETS
 
-from .config import load_config, model_without_ignore_index
 from .evaluate import evaluate
 from .model_io import build_model
 from .train import train

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 from seg.engine.checkpoint import load_checkpoint, load_state_into, save_checkpoint_file
+from seg.engine.config import load_config
 from seg.engine.config_data import config_to_data
 from seg.models.convert import HEAD_RULES, convert_mmseg_state_dict
 from seg.registry import DATASETS
 
-from .config import load_config
 from .model_io import build_model
 
 __all__ = ['convert_checkpoint']

@@ -6,10 +6,9 @@ from mmengine.config import Config
 from torch import nn
 
 from seg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_state_into
+from seg.engine.config import import_all, load_config
 from seg.models.factory import without_pretrained
 from seg.registry import MODELS
-
-from .config import import_all, load_config
 
 
 def build_model(cfg: Config, keep_pretrained: bool = False) -> nn.Module:

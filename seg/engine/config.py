@@ -5,10 +5,11 @@
   ``--cfg-options`` type-checked against the values they replace, unknown constructor keys caught
   before anything is built, and one ``ignore_index`` (:func:`resolve_ignore_index`).
 * :func:`resolve_runtime`: the per-process batch, which depends on the launch.
+* :func:`resolve_training_config`: the one function that turns a config and the command line into
+  the final config of a training run; the runner builds from it without further edits.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from collections.abc import Iterator, Mapping
@@ -17,15 +18,17 @@ from typing import Any
 from mmengine.config import Config
 
 __all__ = ['check_config_keys', 'check_overrides', 'import_all', 'load_config', 'model_without_ignore_index',
-           'resolve_ignore_index', 'resolve_runtime']
+           'resolve_ignore_index', 'resolve_runtime', 'resolve_training_config']
 
 DEFAULT_IGNORE_INDEX = 255
 
 
 def import_all() -> None:
-    """Import every module that registers something (models, datasets, metrics, engine)."""
-    for name in ('seg.models', 'seg.datasets', 'seg.evaluation', 'seg.engine'):
-        importlib.import_module(name)
+    """Import every module that registers something (models, datasets, metrics, engine): the
+    locations each registry names (:func:`seg.registry.import_registered_modules`)."""
+    from seg.registry import import_registered_modules
+
+    import_registered_modules()
 
 
 def load_config(config: str | os.PathLike | Config, cfg_options: dict | None = None) -> Config:
@@ -223,6 +226,14 @@ def _train_dataset_default(cfg: Config) -> int | None:
     return None
 
 
+def _segmentor_passes_it(where: str) -> bool:
+    """Slots the segmentor fills from ``model.ignore_index`` itself, its label padding and its losses:
+    checked here when a config sets them, never written (one place sets them: the segmentor)."""
+    return where == 'model.data_preprocessor.seg_pad_val' or where.startswith(('model.loss.', 'model.loss[',
+                                                                               'model.losses.'))
+
+
+
 def resolve_ignore_index(cfg: Config) -> int:
     """Make the dataset's ``ignore_index`` the one value everywhere, unless set explicitly.
 
@@ -230,7 +241,8 @@ def resolve_ignore_index(cfg: Config) -> int:
     its losses and its data preprocessor's label padding), explicit loss settings, ``Pad.seg_pad_val``
     and ``RandomCrop.ignore_index`` of the pipelines, and the ``IoUMetric`` evaluators. The settings
     a config makes explicitly must agree; the value is theirs, else the train dataset type's default,
-    else 255, and it is written into every place that does not set it.
+    else 255, and it is written into every place that does not set it, but for the losses and the label
+    padding, which the segmentor fills from ``model.ignore_index`` (the one place that sets them).
 
     Returns:
         The resolved ignore index.
@@ -255,8 +267,8 @@ def resolve_ignore_index(cfg: Config) -> int:
     else:
         default = _train_dataset_default(cfg)
         value = DEFAULT_IGNORE_INDEX if default is None else default
-    for _, node, key in slots:
-        if node.get(key) is None:
+    for where, node, key in slots:
+        if node.get(key) is None and not _segmentor_passes_it(where):
             node[key] = value
     return value
 
@@ -302,3 +314,106 @@ def resolve_runtime(cfg: Config, world_size: int = 1) -> Config:
                   logger='current', level=logging.WARNING)
         cfg.sync_bn = None
     return cfg
+
+
+# ------------------------------------------------------------------------- the training config
+def resolve_training_config(config: str | os.PathLike | Config, work_dir: str | None = None,
+                            resume: bool | str = False, amp: bool = False, launcher: str = 'none',
+                            cfg_options: dict | None = None, precision: str | None = None,
+                            channels_last: bool | str | None = None) -> Config:
+    """The final config of a training run, which :class:`seg.engine.SegRunner` builds from as it is.
+
+    In order: the config read and checked (:func:`load_config`: overrides, keys, one ignore index);
+    launcher and work dir; the per-process batch (:func:`resolve_runtime`); one visualizer name per run;
+    the non-finite-loss policy checked against the optimizer wrapper; the precision and memory format of
+    the device (stated in the log); what to resume from; under torchrun, the process-group backend, the
+    statistics hook of per-process BatchNorms and, on CPU, gloo without device ids. Nothing of it is
+    changed afterwards.
+
+    Args: those of :func:`seg.apis.train.build_runner`.
+
+    Raises:
+        ValueError: a bad launcher, a config that cannot be stored as data in a checkpoint, or
+            ``model.nonfinite_loss='skip'`` with an optimizer wrapper that cannot skip a step.
+        FileNotFoundError: ``resume`` names a checkpoint that does not exist.
+    """
+    import os.path as osp
+    import uuid
+
+    import torch
+
+    from .config_data import config_to_data
+
+    cfg = load_config(config, cfg_options)
+    if launcher not in ('none', 'pytorch'):
+        raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}")
+    cuda = torch.cuda.is_available()
+    cfg.launcher = launcher
+    name = osp.splitext(osp.basename(cfg.filename or 'config.py'))[0]
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', name)
+    world_size = int(os.environ.get('WORLD_SIZE', '1')) if launcher == 'pytorch' else 1
+    resolve_runtime(cfg, world_size)
+    # mmengine keeps one Visualizer per name in a process: a second run with the default name would
+    # log into the first run's folder. One name per run.
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
+    _check_nonfinite_policy(cfg)
+    _set_precision(cfg, precision, channels_last, amp, 'cuda' if cuda else 'cpu')
+    if resume is True or resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None  # SegRunner then takes the newest readable checkpoint of work_dir
+    elif resume:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume {resume!r}: no such checkpoint (give a file, or auto for the '
+                                    f'newest one in the work dir)')
+        cfg.resume = True
+        cfg.load_from = os.fspath(resume)
+    if launcher == 'pytorch':
+        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'nccl') if cuda else 'gloo'
+        cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(cfg.get('env_cfg', {}).get('dist_cfg', {}),
+                                                                  backend=backend))
+        # Layers declared 'BN' (and, on CPU, the SyncBN ones: SegRunner.build_model makes them BatchNorm,
+        # gloo has no SyncBatchNorm kernel) keep per-process statistics: keep them equal across processes.
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='SyncNormStatsHook')]
+        if not cuda:  # DDP on CPU processes: no device_ids (mmengine's default would call cuda.set_device)
+            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
+    config_to_data(cfg)  # fail now, not at the first checkpoint, if the config is not plain data
+    return cfg
+
+
+def _set_precision(cfg: Config, precision: str | None, channels_last: bool | str | None, amp: bool,
+                   device: str) -> None:
+    """The run's precision and memory format, chosen for its device and stated in the log."""
+    from mmengine.logging import print_log
+
+    from .precision import amp_precision, resolve_precision, use_amp_wrapper
+
+    requested = precision or cfg.get('precision', 'auto')
+    if amp:
+        requested = amp_precision(device)
+    layout = cfg.get('channels_last', 'auto') if channels_last is None else channels_last
+    chosen = resolve_precision(requested, device, layout)
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if chosen.name != 'fp32' and wrapper not in ('OptimWrapper', 'SegOptimWrapper', 'AutoAmpOptimWrapper'):
+        # A wrapper of the config's own choosing (mmengine's AmpOptimWrapper, ...) keeps its precision.
+        print_log(f'optim_wrapper.type={wrapper!r} decides the precision; not switching to {chosen.name}',
+                  logger='current')
+        chosen = resolve_precision('fp32', device, layout)
+    else:
+        use_amp_wrapper(cfg.optim_wrapper, chosen)
+    cfg.precision, cfg.channels_last = chosen.name, chosen.channels_last
+    print_log(f'training with {chosen.describe()}', logger='current')
+
+
+def _check_nonfinite_policy(cfg: Config) -> None:
+    from seg.registry import OPTIM_WRAPPERS
+
+    from .optim_wrapper import SegOptimWrapper
+
+    if cfg.model.get('nonfinite_loss', 'stop') != 'skip':
+        return
+    wrapper = cfg.get('optim_wrapper', {}).get('type', 'OptimWrapper')
+    cls = OPTIM_WRAPPERS.get(wrapper) if isinstance(wrapper, str) else wrapper
+    if not (isinstance(cls, type) and issubclass(cls, SegOptimWrapper)):
+        raise ValueError(f"model.nonfinite_loss='skip' needs an optimizer wrapper that can skip a step: "
+                         f"optim_wrapper.type={wrapper!r} cannot; use 'SegOptimWrapper' (or --amp)")
