@@ -30,3 +30,5 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=1,
                     save_best='mIoU', rule='greater'))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+# The demo's fast default: bf16 + channels-last where the CPU has native bf16 (AVX512-BF16, AMX), else fp32.
+precision = 'auto'

@@ -21,7 +21,8 @@ def main() -> None:
                         help='continue from the latest checkpoint of the work dir, or start when there is none '
                              '(auto, the default of the bare flag), or from the checkpoint CKPT')
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'],
-                        help="default the config's ('auto': bf16 where the CPU/GPU has native bf16, else fp32)")
+                        help="default the config's: fp32 for the published recipes, auto for the CPU demo "
+                             "('auto': bf16 where the CPU/GPU has native bf16, else fp32)")
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'],
                         help="NHWC memory format (default the config's; 'auto': on with bf16/fp16)")
     parser.add_argument('--amp', action='store_true',

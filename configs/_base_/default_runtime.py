@@ -9,8 +9,9 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0)
-# bf16 autocast and channels-last where the hardware runs them natively (seg/engine/precision.py); 'fp32' to
-# train in full precision. tools/train.py --precision overrides it.
-precision = 'auto'
+# The published recipes train in fp32 (mmsegmentation's numbers are fp32), so a GPU run of a recipe is fp32
+# unless asked otherwise: --precision auto (bf16 + channels-last where the hardware runs them natively,
+# seg/engine/precision.py), bf16 or fp16. The CPU demo sets 'auto' (configs/demo_ccnet.py).
+precision = 'fp32'
 channels_last = 'auto'
 custom_hooks = [dict(type='ValProgressBarHook')]
