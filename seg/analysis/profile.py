@@ -7,6 +7,7 @@ the input present before a pass are added to its peak, so CPU and CUDA peaks mea
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import statistics
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from seg.engine.precision import Precision, channels_last_model
+from seg.engine.precision import Precision, channels_last_model, fast_model
 
 from .measure import MEMORY_METHODS, count_flops, count_parameters, peak_memory, time_call
 
@@ -126,8 +127,8 @@ class CostReport:
 
 
 def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | torch.device = 'cpu',
-                      batch: int = 1, warmup: int = 3, repeat: int = 10, precision: Precision | None = None,
-                      forward_model: nn.Module | None = None) -> CostReport:
+                      batch: int = 1, warmup: int = 3, repeat: int = 10,
+                      precision: Precision | None = None) -> CostReport:
     """Parameters, FLOPs, latency and peak memory of an ``EncoderDecoder``.
 
     Args:
@@ -137,11 +138,12 @@ def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | tor
         batch: batch size of the timed passes (FLOPs are always for batch 1).
         warmup: untimed passes before timing.
         repeat: timed passes (0: count parameters and FLOPs only).
-        precision: how the training step is timed: under autocast to ``precision.dtype`` (none for
-            fp32), model and input channels-last if it says so. None: fp32, contiguous.
-        forward_model: the model whose eval forward is timed (e.g. ``model`` made fast for inference:
-            BatchNorm folded, weights cast); default ``model`` itself. Parameters and FLOPs are always
-            those of ``model`` in fp32.
+        precision: how the passes are timed. The eval forward is that of a copy of ``model`` made fast
+            for inference at this precision (:func:`seg.engine.precision.fast_model`: BatchNorm folded,
+            weights cast, channels-last), as evaluation and inference run it; the training step runs
+            under autocast to ``precision.dtype`` (none for fp32), model and input channels-last if it
+            says so. None: both in fp32 on ``model`` as it is, contiguous. Parameters and FLOPs are
+            always those of ``model`` in fp32.
 
     Returns:
         A :class:`CostReport`.
@@ -168,7 +170,7 @@ def profile_segmentor(model: nn.Module, size: tuple[int, int], device: str | tor
         if precision is not None and precision.channels_last:
             model = channels_last_model(model)
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        fwd = model if forward_model is None else forward_model.to(device)
+        fwd = model if precision is None else fast_model(copy.deepcopy(model), precision)
         report.forward_ms, report.forward_peak = measure_pass(fwd, inputs, samples, False, warmup, repeat)
         dtype = precision.dtype if precision is not None else None
         try:

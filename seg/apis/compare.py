@@ -35,7 +35,7 @@ from seg.analysis.results import read_json, read_per_image_counts, read_run_metr
 from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
 from seg.engine.config import load_config, model_without_ignore_index
 from seg.engine.config_data import config_to_data
-from seg.engine.precision import fast_model, resolve_precision
+from seg.engine.precision import resolve_precision
 from seg.fileio import ensure_dir
 from seg.models.factory import backbone_skeleton
 from seg.registry import DATASETS
@@ -280,9 +280,8 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
             runs = _recorded_runs(spec, i, settings)
         log(f'== [{i + 1}/{len(parsed)}] profiling {spec.label} at {size[0]}x{size[1]} on {device}')
         model = build_model(Config(dict(model=model_cfg)))
-        fast = fast_model(copy.deepcopy(model), chosen) if settings.repeat else None
-        cost = profile_segmentor(model, size, device, settings.batch, settings.warmup, settings.repeat, chosen, fast)
-        del model, fast
+        cost = profile_segmentor(model, size, device, settings.batch, settings.warmup, settings.repeat, chosen)
+        del model
         results.append(ModelResult(spec, cost, runs))
 
     if not classes:
