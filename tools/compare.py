@@ -1,7 +1,10 @@
 """Compare heads and attention modules: parameters, FLOPs, latency, memory, and accuracy over seeds.
 
 python tools/compare.py fcn ccnet danet nonlocal se cbam --data configs/_base_/datasets/my_data.py \\
-    --backbone r18 --train --iters 2000 --seeds 3 --out work_dirs/cmp
+    --backbone r18 --train --iters 2000 --seeds 3 --out work_dirs/cmp [--parallel 2]
+python tools/compare.py fcn psp ccnet danet --recipe configs/ccnet/ccnet_r50-d8_4xb2-80k_cityscapes-512x1024.py \\
+    --seeds 3 --plan work_dirs/cs          # then: bash work_dirs/cs/plan.sh (or a SLURM array), and
+python tools/compare.py --collect work_dirs/cs
 python tools/compare.py configs/fcn_r50.py configs/ccnet_r50.py --size 512x1024 --out out/compare
 python tools/compare.py --list
 
@@ -24,7 +27,7 @@ from mmengine.config import DictAction
 
 from seg.analysis.report import to_markdown
 from seg.analysis.specs import BACKBONES, available_models, parse_size
-from seg.apis.compare import CompareSettings, run_comparison, write_report
+from seg.apis.compare import CompareSettings, LaunchSettings, collect_comparison, run_comparison, write_report
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 
@@ -33,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', help='config paths or NAME[:key=value,...] specs')
     parser.add_argument('--list', action='store_true', help='list the usable names and exit')
-    parser.add_argument('--backbone', choices=sorted(BACKBONES), default='demo',
-                        help='backbone of the name specs (demo: the CPU demo network; r18 / r50: dilated ResNets)')
+    parser.add_argument('--recipe', help="training config every run starts from: data, optimizer, schedule, batch, crop, "
+                        "backbone and its ImageNet weights (default: configs/demo_ccnet.py, the CPU demo)")
+    parser.add_argument('--backbone', choices=sorted(BACKBONES),
+                        help="backbone preset of the name specs (demo, r18, r50, r101 with the recipes' ImageNet "
+                             "weights); default: the recipe's model")
     parser.add_argument('--data', help='dataset config with train_dataloader and val_dataloader (--train; '
                         'default: the synthetic scenes)')
     parser.add_argument('--size', type=parse_size, help='input HxW of FLOPs and timings, e.g. 512x1024')
@@ -47,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', help='output folder: runs, report.md, results.json, compare.csv, charts')
     parser.add_argument('--chart-x', choices=['latency', 'flops'], default='latency')
     parser.add_argument('--train', action='store_true', help='train every model (per seed) before comparing')
-    parser.add_argument('--iters', type=int, default=300, help='training iterations per run')
+    parser.add_argument('--iters', type=int, help="training iterations per run (default: the recipe's; 300 for the demo)")
+    parser.add_argument('--plan', metavar='OUT', help='write the runs as jobs (OUT/plan.sh, configs) and stop')
+    parser.add_argument('--collect', metavar='OUT', help='evaluate the finished runs of a plan and write its report')
+    parser.add_argument('--parallel', type=int, default=1, help='runs trained at once with --train')
+    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
+                        help='pytorch: each run under torchrun DDP (--nproc-per-node processes)')
+    parser.add_argument('--nproc-per-node', type=int, default=1)
+    parser.add_argument('--threads-per-job', type=int, help='CPU threads of each run (default: cores / --parallel)')
     parser.add_argument('--seeds', type=int, default=1, help='runs per model, seeds 0 .. N-1')
     parser.add_argument('--train-batch-size', type=int, help="training batch (default: the data config's)")
     parser.add_argument('--bootstrap', type=int, default=1000, help='bootstrap replicates of the differences')
@@ -63,22 +76,31 @@ def main(argv: list[str] | None = None) -> int:
         for name, (kind, target) in sorted(available_models().items()):
             print(f'  {name:<16} {kind:<9} -> {target if kind == "head" else f"AttentionHead({target!r})"}')
         return 0
-    if not args.models:
-        parser.error('give at least one model (a name such as ccnet, or a config path); --list shows the names')
+    command = 'python tools/compare.py ' + ' '.join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = CompareSettings(
-        configs_dir=args.configs_dir, backbone=args.backbone, size=args.size, device=args.device,
-        batch=args.batch_size, warmup=args.warmup, repeat=args.repeat, train=args.train, data=args.data,
-        iters=args.iters, train_batch_size=args.train_batch_size, seeds=args.seeds, num_workers=args.num_workers,
-        cfg_options=args.cfg_options, work_dirs=args.work_dirs, out_dir=args.out, bootstrap=args.bootstrap,
-        precision=args.precision, channels_last={'auto': 'auto', 'on': True, 'off': False}[args.channels_last])
-    result = run_comparison(args.models, settings)
-    result.command = 'python tools/compare.py ' + ' '.join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.collect:
+        result = collect_comparison(args.collect)
+        out = args.out or args.collect
+    else:
+        if not args.models:
+            parser.error('give at least one model (a name such as ccnet, or a config path); --list shows the names')
+        settings = CompareSettings(
+            configs_dir=args.configs_dir, recipe=args.recipe, backbone=args.backbone, size=args.size,
+            device=args.device, batch=args.batch_size, warmup=args.warmup, repeat=args.repeat, train=args.train,
+            data=args.data, iters=args.iters, train_batch_size=args.train_batch_size, seeds=args.seeds,
+            num_workers=args.num_workers, cfg_options=args.cfg_options, work_dirs=args.work_dirs,
+            out_dir=args.plan or args.out, bootstrap=args.bootstrap, precision=args.precision,
+            channels_last={'auto': 'auto', 'on': True, 'off': False}[args.channels_last], plan_only=bool(args.plan),
+            launch=LaunchSettings(args.parallel, args.launcher, args.nproc_per_node, args.threads_per_job))
+        result = run_comparison(args.models, settings, command=command)
+        out = args.out
+        if result is None:
+            return 0
+        result.command = command
     print('\n' + to_markdown(result))
-    if args.out:
-        paths = write_report(result, args.out, args.chart_x)
+    if out:
+        paths = write_report(result, out, args.chart_x)
         print('wrote ' + ', '.join(paths.values()))
     return 0
 

@@ -101,7 +101,8 @@ def safe_label(label: str) -> str:
 
 
 def spec_model(spec: ModelSpec, skeleton: dict, backbone: str = 'skeleton', num_classes: int | None = None) -> dict:
-    """The full ``EncoderDecoder`` config of a head / attention spec on a skeleton model, from no weights file.
+    """The full ``EncoderDecoder`` config of a head / attention spec on a skeleton model (whose backbone's
+    ``pretrained`` weights it keeps).
 
     Args:
         spec: from :func:`parse_spec` (not a config spec: its model is its own).
@@ -125,7 +126,7 @@ def spec_model(spec: ModelSpec, skeleton: dict, backbone: str = 'skeleton', num_
             raise
         raise ValueError(f'{spec.label!r} cannot be built on the {backbone!r} backbone (head width '
                          f'{dh["channels"]}): {exc}') from exc
-    return without_pretrained(model)
+    return model
 
 
 def _check_builds(model: dict) -> None:

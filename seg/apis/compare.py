@@ -1,9 +1,18 @@
 """Comparisons users can believe: every model trained on one dataset with one schedule and several
 seeds, evaluated, profiled, and reported with intervals and paired differences.
 
+A comparison trains with a **recipe**: a training config (default ``configs/demo_ccnet.py``, the CPU
+demo; or any published one, e.g. ``configs/ccnet/ccnet_r50-d8_4xb2-80k_cityscapes-512x1024.py``) that
+gives the data, optimizer, schedule, batch, crop, augmentation, backbone and its ImageNet weights;
+each model swaps in only its decode head (or backbone plug-in) and options. ``--data``, ``--iters``
+and ``--backbone`` override those parts. The runs are jobs (:mod:`seg.apis.compare_jobs`): planned as
+files, executed here K at a time or by any launcher, then collected.
+
 The layout of a comparison's output folder ``OUT``::
 
-    OUT/runs/<model>/seed<k>/   a training run: run.json (its config, as data), checkpoints, metrics.json
+    OUT/plan.json, OUT/plan.sh  the models, the settings and one tools/train.py command per run
+    OUT/runs/<model>/seed<k>/   a training run: config.json (its resolved config), run.json (its record),
+                                train.log, status.json, checkpoints, metrics.json (its evaluation)
     OUT/report.md               the tables, the charts, the schedule, the command and the machine
     OUT/results.json            everything, for scripts
     OUT/compare.csv             one row per model
@@ -19,7 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,17 +42,26 @@ from seg.analysis.report import to_csv, to_json, to_markdown
 from seg.analysis.results import read_json, read_per_image_counts, read_run_metrics
 from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
 from seg.engine.config import load_config, model_without_ignore_index
-from seg.engine.config_data import config_to_data
+from seg.engine.config_data import config_from_data, config_to_data
 from seg.engine.precision import resolve_precision
 from seg.fileio import ensure_dir
 from seg.models.factory import backbone_skeleton
 from seg.registry import DATASETS
 
+from .compare_jobs import (
+    LaunchSettings,
+    PlannedRun,
+    execute_plan,
+    planned_runs,
+    read_plan,
+    run_status,
+    write_plan,
+)
 from .evaluate import evaluate
 from .model_io import build_model
-from .train import train
 
-__all__ = ['CompareSettings', 'run_comparison', 'training_config', 'write_report']
+__all__ = ['CompareSettings', 'LaunchSettings', 'collect_comparison', 'plan_comparison', 'run_comparison',
+           'training_config', 'write_report']
 
 TRAIN_BASE = 'demo_ccnet.py'
 """The config under ``configs/`` whose data (the synthetic scenes), optimizer and LR schedule a
@@ -59,8 +76,10 @@ class CompareSettings:
     """Everything a comparison is run with but the models.
 
     Attributes:
-        configs_dir: the ``configs/`` folder (the training base comes from it).
-        backbone: backbone preset of the name specs (:data:`seg.models.factory.BACKBONES`).
+        configs_dir: the ``configs/`` folder (the default recipe comes from it).
+        recipe: the training config every run starts from (default ``configs/demo_ccnet.py``).
+        backbone: backbone preset of the name specs (:data:`seg.models.factory.BACKBONES`); None: the
+            recipe's own model (the demo network for the default recipe).
         size: input (H, W) of the FLOPs and timings (default 96x192 for ``demo``, else 512x1024).
         device: where to time the models (``'cpu'``, ``'cuda'``...).
         batch: batch of the timed passes.
@@ -68,7 +87,7 @@ class CompareSettings:
         repeat: timed passes (0: no timing, no memory).
         train: train every model first (else accuracy is read from ``work_dirs`` or earlier runs).
         data: a dataset config (``train_dataloader`` and ``val_dataloader``); default the synthetic scenes.
-        iters: training iterations per run.
+        iters: training iterations per run (None: the recipe's own schedule; 300 for the demo recipe).
         train_batch_size: training batch (default the data config's, else the base's).
         seeds: runs per model, seeds 0 .. seeds - 1 (initialisation, data order, augmentation).
         num_workers: data loader workers of the evaluations.
@@ -80,10 +99,13 @@ class CompareSettings:
         precision: 'auto' (bf16 where the hardware has it natively, else fp32), 'fp32', 'bf16' or
             'fp16': of the training runs, their evaluation and the timed passes.
         channels_last: 'auto' (with bf16 / fp16), True or False; the same three.
+        plan_only: write the plan (``OUT/plan.json``, ``OUT/plan.sh``, the runs' configs) and stop.
+        launch: how :func:`seg.apis.compare_jobs.execute_plan` runs the jobs (parallel, torchrun).
     """
 
     configs_dir: str = 'configs'
-    backbone: str = 'demo'
+    recipe: str | None = None
+    backbone: str | None = None
     size: tuple[int, int] | None = None
     device: str = 'cpu'
     batch: int = 1
@@ -91,7 +113,7 @@ class CompareSettings:
     repeat: int = 10
     train: bool = False
     data: str | None = None
-    iters: int = 300
+    iters: int | None = None
     train_batch_size: int | None = None
     seeds: int = 1
     num_workers: int = 2
@@ -102,12 +124,18 @@ class CompareSettings:
     checkpoint_interval: int = 100
     precision: str = 'auto'
     channels_last: bool | str = 'auto'
+    plan_only: bool = False
+    launch: LaunchSettings = field(default_factory=LaunchSettings)
+
+    @property
+    def demo_recipe(self) -> bool:
+        return self.recipe is None or Path(self.recipe).name == TRAIN_BASE
 
 
 # ------------------------------------------------------------------------------------------- configs
 def _base_config(settings: CompareSettings) -> Config:
-    """The training base (data, optimizer, LR, runtime), with ``--data``'s loaders when given."""
-    base = load_config(Path(settings.configs_dir) / TRAIN_BASE)
+    """The recipe (data, optimizer, schedule, runtime, model), with ``--data``'s loaders when given."""
+    base = load_config(settings.recipe or Path(settings.configs_dir) / TRAIN_BASE)
     if settings.data:
         data = load_config(settings.data)
         missing = [k for k in ('train_dataloader', 'val_dataloader') if k not in data]
@@ -130,45 +158,63 @@ def _dataset_info(base: Config) -> tuple[list[str], tuple[str, ...]]:
 
 
 def training_config(base: Config, model: dict, settings: CompareSettings, seed: int) -> Config:
-    """One run's config: ``base`` with ``model`` swapped in and the comparison's shared schedule.
+    """One run's config: the recipe ``base`` with ``model`` swapped in and the comparison's settings.
 
-    Validation during training is off (each run is evaluated once, at the end); checkpoints every
-    ``settings.checkpoint_interval`` iterations so that an interrupted comparison resumes.
+    The demo recipe, or ``settings.iters``, sets the schedule: that many iterations of PolyLR (power
+    0.9). Another recipe keeps its own optimizer, schedule and batch. Validation during training is off
+    (each run is evaluated once, at the end); checkpoints every ``settings.checkpoint_interval``
+    iterations so that an interrupted run resumes.
 
     Raises:
         ValueError: non-positive ``iters`` or batch.
     """
-    iters = settings.iters
+    iters = _iters(base, settings)
     if iters < 1 or (settings.train_batch_size is not None and settings.train_batch_size < 1):
         raise ValueError(f'iters and batch size must be >= 1, got iters={iters}, batch={settings.train_batch_size}')
     cfg = copy.deepcopy(base)
     cfg.model = copy.deepcopy(model)
-    cfg.max_iters = iters
-    cfg.param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=iters, by_epoch=False)]
+    if settings.demo_recipe or settings.iters is not None:
+        cfg.max_iters = iters
+        cfg.param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=iters, by_epoch=False)]
     cfg.train_cfg = dict(type='SegTrainLoop', max_iters=iters, val_interval=iters, val_begin=iters + 1)
     interval = max(1, min(iters, settings.checkpoint_interval))
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=interval, max_keep_ckpts=2)
     cfg.default_hooks.logger.interval = min(50, iters)
     cfg.randomness = dict(seed=seed)
     cfg.precision, cfg.channels_last = settings.precision, settings.channels_last
-    cfg.pop('total_batch_size', None)
+    if settings.demo_recipe:
+        cfg.pop('total_batch_size', None)
     if settings.train_batch_size is not None:
+        cfg.pop('total_batch_size', None)
         cfg.train_dataloader.batch_size = settings.train_batch_size
     if settings.cfg_options:
         cfg.merge_from_dict(settings.cfg_options)
     return load_config(cfg)  # resolved (one ignore_index) before it is compared with a stored run
 
 
+def _iters(base: Config, settings: CompareSettings) -> int:
+    if settings.iters is not None:
+        return settings.iters
+    return 300 if settings.demo_recipe else int(base.train_cfg.max_iters)
+
+
 def schedule_of(cfg: Config, settings: CompareSettings) -> dict:
-    """The shared schedule, as the report states it."""
+    """The shared schedule, as the report states it, with the weights the backbone started from."""
     optimizer = cfg.optim_wrapper.optimizer
     dataset = cfg.train_dataloader.dataset
-    return dict(data=settings.data or f'{TRAIN_BASE} (synthetic scenes)', train_dataset=dataset.get('type'),
-                iters=settings.iters, batch=cfg.train_dataloader.batch_size, optimizer=optimizer.get('type'),
-                lr=optimizer.get('lr'), weight_decay=optimizer.get('weight_decay'),
-                lr_schedule='PolyLR(power=0.9, eta_min=1e-4)',
+    schedulers = cfg.get('param_scheduler') or []
+    schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+    return dict(recipe=settings.recipe or f'configs/{TRAIN_BASE}',
+                data=settings.data or (f'{TRAIN_BASE} (synthetic scenes)' if settings.demo_recipe else 'the recipe\'s'),
+                train_dataset=dataset.get('type'), iters=cfg.train_cfg.max_iters,
+                batch=cfg.get('total_batch_size') or cfg.train_dataloader.batch_size,
+                optimizer=optimizer.get('type'), lr=optimizer.get('lr'), weight_decay=optimizer.get('weight_decay'),
+                momentum=optimizer.get('momentum'),
+                lr_schedule=', '.join(f"{s.get('type')}(power={s.get('power')}, eta_min={s.get('eta_min')})"
+                                      for s in schedulers),
                 augmentation=[t.get('type') for t in dataset.get('pipeline') or []],
-                seeds=list(range(settings.seeds)), backbone=settings.backbone,
+                seeds=list(range(settings.seeds)), backbone=settings.backbone or 'the recipe\'s',
+                pretrained=(cfg.model.get('backbone') or {}).get('pretrained') or 'none (from scratch)',
                 ignore_index=cfg.model.get('ignore_index'), precision=settings.precision,
                 channels_last=settings.channels_last)
 
@@ -178,35 +224,6 @@ def _finished_run(run_dir: Path, seed: int | None) -> Run:
     counts = read_per_image_counts(run_dir)
     images, per_image = counts if counts is not None else ([], None)
     return Run(seed, str(run_dir), read_run_metrics(run_dir), per_image, images)
-
-
-def _train_run(label: str, cfg: Config, run_dir: Path, settings: CompareSettings, seed: int, log) -> Run:
-    """Train and evaluate one run, or take it as it is when it is finished; resume it when it is not."""
-    data = json.loads(json.dumps(config_to_data(cfg)))  # what run.json holds, tuples as lists
-    record_path = run_dir / 'run.json'
-    record = read_json(record_path)
-    if record is not None and record.get('config') != data:
-        raise ValueError(f'{run_dir} holds a run of another configuration than this comparison\'s ({label!r}, '
-                         f'seed {seed}); give another --out, or remove that folder to train it again')
-    if record is not None and record.get('done') and (run_dir / 'metrics.json').is_file():
-        log(f'   {label} seed {seed}: finished earlier, kept ({run_dir})')
-        return _finished_run(run_dir, seed)
-    ensure_dir(run_dir)
-    record = dict(label=label, seed=seed, config=data, done=False, train_seconds=(record or {}).get('train_seconds', 0.0))
-    record_path.write_text(json.dumps(record, indent=1))
-    final = run_dir / f'iter_{settings.iters}.pth'
-    if not final.is_file():
-        resume = any(run_dir.glob('iter_*.pth'))
-        log(f'   {label} seed {seed}: {"resuming" if resume else "training"} -> {run_dir}')
-        start = time.perf_counter()
-        train(copy.deepcopy(cfg), work_dir=str(run_dir), resume=resume)
-        record['train_seconds'] = round(record['train_seconds'] + time.perf_counter() - start, 1)
-    start = time.perf_counter()
-    evaluate(str(final), out=str(run_dir / 'metrics.json'), num_workers=settings.num_workers,
-             precision=settings.precision, channels_last=settings.channels_last)
-    record.update(done=True, eval_seconds=round(time.perf_counter() - start, 1), checkpoint=str(final))
-    record_path.write_text(json.dumps(record, indent=1))
-    return _finished_run(run_dir, seed)
 
 
 def _recorded_runs(spec: ModelSpec, index: int, settings: CompareSettings) -> list[Run]:
@@ -225,65 +242,172 @@ def _recorded_runs(spec: ModelSpec, index: int, settings: CompareSettings) -> li
     return []
 
 
-# ------------------------------------------------------------------------------------------ the run
-def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
-                   log: Callable[[str], None] = print) -> Comparison:
-    """Profile, optionally train (every model, every seed), and collect the accuracy of every model.
+def _check_pretrained(model: dict) -> None:
+    """Stop before any run starts when the backbone's ImageNet weights cannot be had (as training would)."""
+    from seg.models.weights import open_mmlab_file
+
+    weights = (model.get('backbone') or {}).get('pretrained')
+    if isinstance(weights, str) and weights.startswith('open-mmlab://'):
+        open_mmlab_file(weights)
+    elif isinstance(weights, str) and weights != 'timm' and not os.path.isfile(weights):
+        raise FileNotFoundError(f'pretrained weights file {weights!r} does not exist')
+
+
+def _models(parsed: list[ModelSpec], settings: CompareSettings, base: Config | None) -> list[dict]:
+    """The model config of every spec: on the backbone preset, else on the recipe's model (its
+    pretrained weights kept); trained on the recipe's data: its classes and ignore index."""
+    skeleton = backbone_skeleton(settings.backbone) if settings.backbone else \
+        (base.model.to_dict() if base is not None and not settings.demo_recipe else backbone_skeleton('demo'))
+    num_classes = len(_dataset_info(base)[0]) if base is not None else None
+    models = []
+    for spec in parsed:
+        model = load_config(spec.name).model.to_dict() if spec.kind == 'config' else \
+            spec_model(spec, skeleton, settings.backbone or 'recipe')
+        if base is not None:
+            model = set_num_classes(model_without_ignore_index(model), num_classes)
+        models.append(model)
+    return models
+
+
+def plan_comparison(parsed: list[ModelSpec], settings: CompareSettings, command: str = '',
+                    log: Callable[[str], None] = print) -> Path:
+    """Write the runs of a comparison as jobs (``OUT/plan.json``, ``OUT/plan.sh``, each run's
+    ``config.json`` and ``run.json``); returns ``OUT``.
 
     Raises:
-        ValueError: bad specs, sizes, devices, seeds, a ``work_dirs`` list of another length, or a run
-            folder holding another configuration.
+        ValueError: a run folder that holds a run of another configuration.
+        RuntimeError, FileNotFoundError: the backbone's ImageNet weights cannot be had.
     """
-    parsed = [s if isinstance(s, ModelSpec) else parse_spec(s) for s in specs]
-    if not parsed:
-        raise ValueError('nothing to compare: give model names or config paths')
-    labels = [s.label for s in parsed]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f'each model may appear once, got {labels}')
-    if settings.work_dirs is not None and len(settings.work_dirs) != len(parsed):
-        raise ValueError(f'{len(settings.work_dirs)} work dirs given for {len(parsed)} models; give one per model')
-    if settings.train and not settings.out_dir:
-        raise ValueError('training needs an output folder (the runs go to OUT/runs/<model>/seed<k>)')
-    if settings.seeds < 1:
-        raise ValueError(f'--seeds must be >= 1, got {settings.seeds}')
+    out = Path(settings.out_dir)
+    base = _base_config(settings)
+    classes, pair = _dataset_info(base)
+    models = _models(parsed, settings, base)
+    runs, schedule = [], {}
+    for spec, model in zip(parsed, models):
+        _check_pretrained(model)
+        for seed in range(settings.seeds):
+            cfg = training_config(base, model, settings, seed)
+            schedule = schedule or schedule_of(cfg, settings)
+            run_dir = out / 'runs' / safe_label(spec.label) / f'seed{seed}'
+            data = json.loads(json.dumps(config_to_data(cfg)))  # tuples as lists, as the files hold it
+            record = read_json(run_dir / 'run.json')
+            if record is not None and record.get('config') != data:
+                raise ValueError(f'{run_dir} holds a run of another configuration than this comparison\'s '
+                                 f'({spec.label!r}, seed {seed}); give another --out, or remove that folder to '
+                                 'train it again')
+            ensure_dir(run_dir)
+            (run_dir / 'config.json').write_text(json.dumps(data, indent=1))
+            if record is None:
+                (run_dir / 'run.json').write_text(json.dumps(dict(label=spec.label, seed=seed, config=data), indent=1))
+            runs.append(PlannedRun(spec.label, seed, run_dir, int(cfg.train_cfg.max_iters)))
+    profile = {k: getattr(settings, k) for k in ('device', 'batch', 'warmup', 'repeat', 'bootstrap', 'num_workers',
+                                                   'precision', 'channels_last')}
+    meta = dict(models=[dict(label=s.label, kind=s.kind, name=s.name, options=s.options, model=json.loads(
+        json.dumps(config_to_data(Config(dict(model=m)))['model']))) for s, m in zip(parsed, models)],
+        classes=classes, context_pair=list(pair), schedule=schedule, command=command,
+        backbone=settings.backbone or 'recipe', size=list(_size(parsed, settings)), profile=profile)
+    path = write_plan(out, runs, meta)
+    log(f'planned {len(runs)} runs: {path} (bash {path}, or K at a time: tools/compare.py --collect after)')
+    return out
+
+
+def _size(parsed: list[ModelSpec], settings: CompareSettings) -> tuple[int, int]:
+    if settings.size:
+        return tuple(settings.size)
+    if any(s.kind != 'config' for s in parsed):
+        return DEFAULT_SIZES.get(settings.backbone or ('demo' if settings.demo_recipe else ''), DEFAULT_SIZE)
+    return DEFAULT_SIZE
+
+
+def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = print,
+                       num_workers: int | None = None) -> Comparison:
+    """Evaluate every finished run of a planned comparison that has no evaluation yet, profile the models
+    and compare them. Unfinished and failed runs are listed (with their last log line) and left out.
+
+    The models' configs are read back as data (their types checked, :func:`config_from_data`).
+
+    Raises:
+        FileNotFoundError: ``out`` holds no plan.
+    """
+    out = Path(out)
+    plan = read_plan(out)
+    prof = plan['profile']
+    runs = planned_runs(out, plan)
+    specs, models = [], []
+    for entry in plan['models']:
+        specs.append(ModelSpec(entry['label'], entry['kind'], entry['name'], dict(entry.get('options') or {})))
+        models.append(config_from_data(dict(model=entry['model']), str(out / 'plan.json')).model.to_dict())
+    missing: list[str] = []
+    by_label: dict[str, list[Run]] = {s.label: [] for s in specs}
+    for run in runs:
+        state, last = run_status(run)
+        if state != 'done':
+            missing.append(f'`{run.label}` seed {run.seed}: {state}' + (f' (last log line: {last})' if last else ''))
+            continue
+        if not (run.dir / 'metrics.json').is_file():
+            log(f'   evaluating {run.label} seed {run.seed}')
+            evaluate(str(run.dir / f'iter_{run.iters}.pth'), out=str(run.dir / 'metrics.json'),
+                     num_workers=prof['num_workers'] if num_workers is None else num_workers,
+                     precision=prof['precision'], channels_last=prof['channels_last'])
+        record = read_json(run.dir / 'run.json') or {}
+        if not record.get('done'):
+            status = read_json(run.dir / 'status.json') or {}
+            record.update(done=True, checkpoint=str(run.dir / f'iter_{run.iters}.pth'),
+                          train_seconds=status.get('seconds'))
+            (run.dir / 'run.json').write_text(json.dumps(record, indent=1))
+        by_label[run.label].append(_with_costs(_finished_run(run.dir, run.seed), run.dir))
+    for line in missing:
+        log(f'   not in the comparison: {line}')
+    settings = CompareSettings(size=tuple(plan['size']), **{k: v for k, v in prof.items()})
+    result = _assemble(specs, models, [by_label[s.label] for s in specs], plan['classes'],
+                       tuple(plan['context_pair']), plan['schedule'], settings, plan['backbone'], log)
+    result.notes = [f'Not finished, left out: {line}.' for line in missing] + result.notes
+    result.command = plan.get('command', '')
+    return result
+
+
+def _with_costs(run: Run, run_dir: Path) -> Run:
+    """The run's own costs from its logs: training seconds per iteration, peak memory, evaluation fps."""
+    from seg.engine.logs import read_scalars
+
+    costs = {}
+    try:
+        train, _ = read_scalars(run_dir)
+    except FileNotFoundError:
+        train = []
+    times = [e.values['time'] for e in train if isinstance(e.values.get('time'), (int, float))]
+    if times:
+        costs['train_s_per_iter'] = round(sum(times) / len(times), 4)
+    memory = [e.values['memory'] for e in train if isinstance(e.values.get('memory'), (int, float))]
+    if memory:
+        costs['train_peak_gpu_mib'] = max(memory)  # mmengine's LoggerHook: torch.cuda.max_memory_allocated, MiB
+    status = read_json(run_dir / 'status.json') or {}
+    if status.get('peak_rss_mib') is not None:
+        costs['train_peak_rss_mib'] = status['peak_rss_mib']
+    metrics = read_json(run_dir / 'metrics.json') or {}
+    if metrics.get('images_per_second') is not None:
+        costs['eval_images_per_second'] = metrics['images_per_second']
+    run.costs = costs
+    return run
+
+
+def _assemble(specs: list[ModelSpec], models: list[dict], runs: list[list[Run]], classes: list[str],
+              pair: tuple, schedule: dict, settings: CompareSettings, backbone: str,
+              log: Callable[[str], None]) -> Comparison:
+    """Profile every model and compare them: summaries over seeds and differences from the first."""
     device = torch.device(settings.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f'device {settings.device!r} requested but CUDA is not available')
     chosen = resolve_precision(settings.precision, device, settings.channels_last)
-
-    skeleton = backbone_skeleton(settings.backbone)
-    base = _base_config(settings) if settings.train else None
-    classes, pair = _dataset_info(base) if base is not None else ([], ())
-    num_classes = len(classes) if base is not None else None
-    models = []
-    for spec in parsed:
-        model = load_config(spec.name).model.to_dict() if spec.kind == 'config' else \
-            spec_model(spec, skeleton, settings.backbone)
-        if base is not None:  # trained on the comparison's data: its classes and its ignore index
-            model = set_num_classes(model_without_ignore_index(model), num_classes)
-        models.append(model)
-    size = settings.size or (DEFAULT_SIZES.get(settings.backbone, DEFAULT_SIZE)
-                             if any(s.kind != 'config' for s in parsed) else DEFAULT_SIZE)
-
+    size = tuple(settings.size)
     results: list[ModelResult] = []
-    schedule: dict = {}
-    for i, (spec, model_cfg) in enumerate(zip(parsed, models)):
-        runs: list[Run] = []
-        if base is not None:
-            log(f'== [{i + 1}/{len(parsed)}] {spec.label}: {settings.seeds} seed(s) x {settings.iters} iterations')
-            for seed in range(settings.seeds):
-                cfg = training_config(base, model_cfg, settings, seed)
-                schedule = schedule or schedule_of(cfg, settings)
-                run_dir = Path(settings.out_dir) / 'runs' / safe_label(spec.label) / f'seed{seed}'
-                runs.append(_train_run(spec.label, cfg, run_dir, settings, seed, log))
-        else:
-            runs = _recorded_runs(spec, i, settings)
-        log(f'== [{i + 1}/{len(parsed)}] profiling {spec.label} at {size[0]}x{size[1]} on {device}')
+    for i, (spec, model_cfg, model_runs) in enumerate(zip(specs, models, runs)):
+        log(f'== [{i + 1}/{len(specs)}] profiling {spec.label} at {size[0]}x{size[1]} on {device}')
         model = build_model(Config(dict(model=model_cfg)))
         cost = profile_segmentor(model, size, device, settings.batch, settings.warmup, settings.repeat, chosen)
         del model
-        results.append(ModelResult(spec, cost, runs))
-
+        results.append(ModelResult(spec, cost, model_runs))
+    classes = list(classes)
     if not classes:
         for m in results:
             for r in m.runs:
@@ -300,11 +424,51 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
                  + (f', weights in {chosen.name}' if chosen.dtype is not None else '')
                  + '), the training step' + (f' under {chosen.name} autocast' if chosen.dtype is not None else '')
                  + '; training and evaluation of the runs with the same setting.')
-    machine = environment(device)
-    return Comparison(models=results, size=tuple(size), batch=settings.batch, device=str(device),
-                      threads=torch.get_num_threads(), backbone=settings.backbone, classes=classes,
-                      context_pair=pair, schedule=schedule, machine=machine, notes=notes,
+    return Comparison(models=results, size=size, batch=settings.batch, device=str(device),
+                      threads=torch.get_num_threads(), backbone=backbone, classes=classes,
+                      context_pair=tuple(pair), schedule=schedule, machine=environment(device), notes=notes,
                       bootstrap=settings.bootstrap)
+
+
+# ------------------------------------------------------------------------------------------ the run
+def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
+                   log: Callable[[str], None] = print, command: str = '') -> Comparison | None:
+    """Profile, optionally train (every model, every seed), and collect the accuracy of every model.
+
+    With ``settings.train`` (or ``plan_only``) the runs are planned as jobs in ``settings.out_dir``
+    (:func:`plan_comparison`), executed here ``settings.launch.parallel`` at a time (not with
+    ``plan_only``: then None is returned), and collected (:func:`collect_comparison`).
+
+    Raises:
+        ValueError: bad specs, sizes, devices, seeds, a ``work_dirs`` list of another length, or a run
+            folder holding another configuration.
+    """
+    parsed = [s if isinstance(s, ModelSpec) else parse_spec(s) for s in specs]
+    if not parsed:
+        raise ValueError('nothing to compare: give model names or config paths')
+    labels = [s.label for s in parsed]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f'each model may appear once, got {labels}')
+    if settings.work_dirs is not None and len(settings.work_dirs) != len(parsed):
+        raise ValueError(f'{len(settings.work_dirs)} work dirs given for {len(parsed)} models; give one per model')
+    if (settings.train or settings.plan_only) and not settings.out_dir:
+        raise ValueError('training needs an output folder (the runs go to OUT/runs/<model>/seed<k>)')
+    if settings.seeds < 1:
+        raise ValueError(f'--seeds must be >= 1, got {settings.seeds}')
+    if settings.backbone is not None:
+        backbone_skeleton(settings.backbone)  # a clear error for an unknown preset, before anything runs
+    settings.launch.check()
+    if settings.train or settings.plan_only:
+        out = plan_comparison(parsed, settings, command, log)
+        if settings.plan_only:
+            return None
+        execute_plan(out, settings.launch, log)
+        return collect_comparison(out, log)
+    models = _models(parsed, settings, None)
+    runs = [_recorded_runs(spec, i, settings) for i, spec in enumerate(parsed)]
+    settings = copy.copy(settings)
+    settings.size = _size(parsed, settings)
+    return _assemble(parsed, models, runs, [], (), {}, settings, settings.backbone or 'demo', log)
 
 
 def write_report(result: Comparison, out_dir: str, chart_x: str = 'latency') -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import torch
 from torch.utils.data import DataLoader
@@ -133,6 +134,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         metric.dataset_meta = dataset.metainfo
     images: list[str] = []
     skipped: list[dict] = []
+    start = time.perf_counter()
     with torch.inference_mode(), report_worker_crash():
         for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
             results = _predict(model, batch, chosen, tta)
@@ -142,6 +144,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
                 metric.process(batch, results)
             images += [s.get('img_path', '') for s in batch['data_samples']]
             skipped += [dict(path=s['skipped'], error=s['error']) for s in batch.get('skipped', [])]
+    seconds = time.perf_counter() - start
     left_out = (f"left out {len(skipped)} unreadable file(s) (on_bad_file='skip'): "
                 + ', '.join(s['path'] for s in skipped)) if skipped else ''
     if metric is None:
@@ -153,20 +156,22 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     if skipped:
         print(left_out)
     if out:
-        _write_json(out, results, metric, ckpt, chosen, tta, classes, images, skipped)
+        _write_json(out, results, metric, ckpt, chosen, tta, classes, images, skipped, seconds)
     if plots:
         _write_plots(metric, classes, plots)
     return results
 
 
 def _write_json(out: str, results: dict, metric, ckpt: str, precision: Precision, tta: dict | None,
-                classes: list, images: list[str], skipped: list[dict]) -> None:
+                classes: list, images: list[str], skipped: list[dict], seconds: float) -> None:
     """``--out``: a top-level mIoU, per class, the confusion matrix, the per-image pixel counts a
-    comparison's bootstrap needs, and the files left out."""
+    comparison's bootstrap needs, the files left out, and the evaluation's speed (data loading,
+    inference and metric together)."""
     payload = dict(mIoU=results['mIoU'], aAcc=results['aAcc'], mAcc=results['mAcc'], checkpoint=ckpt,
                    precision=precision.name, tta=tta, metrics=results, classes=classes,
                    confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
-                   images=images, per_image_counts=metric.last_per_image.tolist(), skipped_files=skipped)
+                   images=images, per_image_counts=metric.last_per_image.tolist(), skipped_files=skipped,
+                   seconds=round(seconds, 2), images_per_second=round(len(images) / seconds, 2) if seconds else None)
     with open(out, 'w') as f:
         json.dump(payload, f, indent=1)
 

@@ -1,0 +1,140 @@
+"""A comparison's runs as jobs: plan 2 models x 2 seeds, execute 2 at a time, collect -- equal to the same
+comparison run sequentially; a killed run is reported unfinished and joins once finished; a failing run
+does not stop the others; --backbone r50 starts from the ImageNet weights it finds."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from seg.apis.compare import CompareSettings, LaunchSettings, collect_comparison, run_comparison
+
+from .conftest import ROOT
+from .test_compare_seeds import DATA, write_folder_dataset
+
+pytestmark = pytest.mark.slow
+
+MODELS = ['fcn', 'ccnet:recurrence=1']
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('plan_data')
+    write_folder_dataset(tmp / 'camvid', np.random.default_rng(0))
+    path = tmp / 'my_data.py'
+    path.write_text(DATA.format(classes=[f'c{i}' for i in range(11)], root=tmp / 'camvid'))
+    return str(path)
+
+
+def settings_for(data, out, **kw):
+    base = dict(configs_dir=f'{ROOT}/configs', data=data, iters=4, seeds=2, train_batch_size=2, size=(32, 48),
+                warmup=0, repeat=1, num_workers=0, out_dir=str(out), bootstrap=50, checkpoint_interval=2,
+                precision='fp32')
+    base.update(kw)
+    return CompareSettings(**base)
+
+
+def weights(path):
+    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+
+
+def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_comparison(data, tmp_path):
+    planned = tmp_path / 'planned'
+    assert run_comparison(MODELS, settings_for(data, planned, plan_only=True), log=lambda m: None) is None
+    script = (planned / 'plan.sh').read_text()
+    assert script.count('tools/train.py') == 8  # each run: its command and its torchrun form
+    assert script.count('--resume') == 8 and 'torch.distributed.run --nproc_per_node=4' in script
+    config = json.loads((planned / 'runs' / 'fcn' / 'seed1' / 'config.json').read_text())
+    assert config['randomness']['seed'] == 1 and config['model']['num_classes'] == 11
+    assert not list(planned.glob('runs/*/seed*/*.pth'))  # planned, nothing trained
+
+    from seg.apis.compare_jobs import execute_plan
+
+    log = []
+    states = execute_plan(planned, LaunchSettings(parallel=2, threads=1), log=log.append)
+    assert set(states.values()) == {'done'} and '2 at a time' in log[0]
+    parallel = collect_comparison(planned, log=lambda m: None)
+
+    sequential = run_comparison(MODELS, settings_for(data, tmp_path / 'seq', train=True,
+                                                     launch=LaunchSettings(parallel=1, threads=1)), log=lambda m: None)
+    for a, b in zip(parallel.models, sequential.models):
+        assert a.spec.label == b.spec.label and len(a.runs) == len(b.runs) == 2
+        assert [r.metrics.miou for r in a.runs] == [r.metrics.miou for r in b.runs]
+        for ra, rb in zip(a.runs, b.runs):
+            wa = weights(os.path.join(ra.work_dir, 'iter_4.pth'))
+            wb = weights(os.path.join(rb.work_dir, 'iter_4.pth'))
+            assert all(torch.equal(wa[k], wb[k]) for k in wa)
+            assert ra.costs['train_s_per_iter'] > 0 and ra.costs['train_peak_rss_mib'] > 100
+            assert ra.costs['eval_images_per_second'] > 0
+    assert parallel.models[1].difference.mean == sequential.models[1].difference.mean
+    assert parallel.schedule['iters'] == 4 and parallel.schedule['pretrained'] == 'none (from scratch)'
+
+
+def test_a_killed_run_is_unfinished_until_it_finishes_and_a_failing_run_stops_nothing(data, tmp_path):
+    from seg.apis.compare_jobs import execute_plan
+
+    out = tmp_path / 'cmp'
+    run_comparison(MODELS, settings_for(data, out, plan_only=True, iters=6), log=lambda m: None)
+    victim = out / 'runs' / 'fcn' / 'seed0'
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    with open(victim / 'train.log', 'w') as log:
+        proc = subprocess.Popen([sys.executable, 'tools/train.py', str(victim / 'config.json'), '--work-dir',
+                                 str(victim), '--resume'], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while not (victim / 'iter_2.pth').exists():
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    broken = out / 'runs' / 'ccnet_recurrence-1' / 'seed1'
+    config = json.loads((broken / 'config.json').read_text())
+    config['model']['decode_head']['recurence'] = 1  # a typo: this run fails at start-up
+    (broken / 'config.json').write_text(json.dumps(config))
+
+    states = execute_plan(out, LaunchSettings(parallel=2, threads=1), log=lambda m: None)
+    assert states[str(broken)] == 'failed' and list(states.values()).count('done') == 3
+    status = json.loads((broken / 'status.json').read_text())
+    assert status['exit_code'] != 0
+    result = collect_comparison(out, log=lambda m: None)
+    note = next(n for n in result.notes if '`ccnet:recurrence=1` seed 1: failed' in n)
+    assert 'recurence' in note  # its last log line names the bad key
+    assert [len(m.runs) for m in result.models] == [2, 1]
+
+    # the killed run: unfinished while only its first checkpoint exists
+    os.remove(victim / 'iter_6.pth')
+    (victim / 'metrics.json').unlink()
+    result = collect_comparison(out, log=lambda m: None)
+    assert any('`fcn` seed 0: unfinished' in n for n in result.notes) and len(result.models[0].runs) == 1
+    config['model']['decode_head'].pop('recurence')
+    (broken / 'config.json').write_text(json.dumps(config))
+    execute_plan(out, LaunchSettings(parallel=2, threads=1), log=lambda m: None)  # resumes / reruns both
+    result = collect_comparison(out, log=lambda m: None)
+    assert [len(m.runs) for m in result.models] == [2, 2] and not any('unfinished' in n for n in result.notes)
+
+
+def test_backbone_r50_starts_from_the_imagenet_weights_it_finds(data, tmp_path, monkeypatch):
+    from seg.engine.config import load_config
+    from seg.models.factory import backbone_skeleton
+    from seg.registry import MODELS
+
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    with pytest.raises(RuntimeError, match='resnet50_v1c'):  # offline without the file: it stops before any run
+        run_comparison(['fcn'], settings_for(data, tmp_path / 'none', plan_only=True, backbone='r50', seeds=1),
+                       log=lambda m: None)
+    skeleton = backbone_skeleton('r50')
+    skeleton['backbone']['pretrained'] = None
+    imagenet = MODELS.build(skeleton['backbone']).state_dict()
+    os.makedirs(tmp_path / 'hub' / 'checkpoints', exist_ok=True)
+    torch.save(imagenet, tmp_path / 'hub' / 'checkpoints' / 'resnet50_v1c-2cccc1ad.pth')
+    out = tmp_path / 'r50'
+    run_comparison(['ccnet'], settings_for(data, out, plan_only=True, backbone='r50', seeds=1), log=lambda m: None)
+    plan = json.loads((out / 'plan.json').read_text())
+    assert plan['schedule']['pretrained'] == 'open-mmlab://resnet50_v1c'
+    cfg = load_config(str(out / 'runs' / 'ccnet' / 'seed0' / 'config.json'))
+    model = MODELS.build(cfg.model)  # as tools/train.py builds it
+    assert torch.equal(model.backbone.layer4[2].conv3.weight, imagenet['layer4.2.conv3.weight'])
