@@ -138,3 +138,28 @@ def test_backbone_r50_starts_from_the_imagenet_weights_it_finds(data, tmp_path, 
     cfg = load_config(str(out / 'runs' / 'ccnet' / 'seed0' / 'config.json'))
     model = MODELS.build(cfg.model)  # as tools/train.py builds it
     assert torch.equal(model.backbone.layer4[2].conv3.weight, imagenet['layer4.2.conv3.weight'])
+
+
+def test_the_slurm_array_script_trains_the_run_of_its_index(data, tmp_path):
+    """tools/slurm_compare.sh under stand-ins for srun and scontrol: array task 1 trains run 1 of the plan
+    (through tools/slurm_train.sh: torchrun, --resume), and collect then reports the others unfinished."""
+    from .test_preemption import SCONTROL, SRUN
+
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, text in (('srun', SRUN), ('scontrol', SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    out = tmp_path / 'cmp'
+    run_comparison(['fcn'], settings_for(data, out, plan_only=True, iters=2), log=lambda m: None)
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+               SLURM_JOB_ID='12', SLURM_ARRAY_TASK_ID='1', SLURM_JOB_NODELIST='n1', SLURM_NNODES='1',
+               GPUS_PER_NODE='1', PORT='29561', PYTHON=sys.executable, REQUEUED=str(tmp_path / 'requeued'))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'tools', 'slurm_compare.sh'), str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert (out / 'runs' / 'fcn' / 'seed1' / 'iter_2.pth').is_file()
+    assert not (out / 'runs' / 'fcn' / 'seed0' / 'iter_2.pth').exists()
+    result = collect_comparison(out, log=lambda m: None)
+    assert [r.seed for r in result.models[0].runs] == [1]
+    assert any('`fcn` seed 0: unfinished' in n for n in result.notes)

@@ -107,3 +107,47 @@ def read_per_image_counts(work_dir: str | os.PathLike) -> tuple[list[str], np.nd
         return None
     counts = np.asarray(payload['per_image_counts'], dtype=np.int64)
     return list(payload.get('images', [])), counts
+
+
+_ROW = re.compile(r'^\|\s*\[`(?P<config>[^`]+\.py)`\]\([^)]*\)\s*\|(?P<cells>.*)\|\s*$')
+
+
+def published_results(configs_dir: str | os.PathLike) -> dict[str, dict]:
+    """The published numbers the configs' READMEs list: ``{config file name: {'mIoU': ..., 'url': ...}}``.
+
+    Read from the tables of ``configs/<method>/README.md`` (a row per config: its link first, a
+    ``published mIoU`` column, a checkpoint link); rows without a number (``—``) are left out.
+    """
+    found: dict[str, dict] = {}
+    for readme in sorted(Path(configs_dir).glob('*/README.md')):
+        header: list[str] | None = None
+        for line in readme.read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip('|').split('|')]
+            if line.startswith('| config'):
+                header = cells
+                continue
+            m = _ROW.match(line.strip())
+            if not m or header is None or 'published mIoU' not in header:
+                continue
+            value = cells[header.index('published mIoU')]
+            try:
+                miou = float(value)
+            except ValueError:
+                continue
+            url = re.search(r'\((https?://[^)]+)\)', line)
+            found[m.group('config')] = dict(mIoU=miou, readme=str(readme), url=url.group(1) if url else None)
+    return found
+
+
+def published_for(label: str, recipe: str | None, configs_dir: str | os.PathLike) -> dict | None:
+    """The published result of model ``label`` trained with ``recipe``: the config of that method with the
+    recipe's setting (``ccnet_r50-d8_4xb2-80k_cityscapes-512x1024.py`` -> ``fcn_r50-d8_4xb2-80k_...`` for
+    ``fcn``), when a README lists one."""
+    if not recipe:
+        return None
+    stem = Path(recipe).name
+    if '_' not in stem:
+        return None
+    setting = stem.split('_', 1)[1]
+    method = label.split(':', 1)[0].lower()
+    return published_results(configs_dir).get(f'{method}_{setting}')

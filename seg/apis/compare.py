@@ -39,7 +39,7 @@ from seg.analysis.comparison import Comparison, ModelResult, Run, compare_to_bas
 from seg.analysis.measure import environment
 from seg.analysis.profile import profile_segmentor
 from seg.analysis.report import to_csv, to_json, to_markdown
-from seg.analysis.results import read_json, read_per_image_counts, read_run_metrics
+from seg.analysis.results import published_for, read_json, read_per_image_counts, read_run_metrics
 from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
 from seg.engine.config import load_config, model_without_ignore_index
 from seg.engine.config_data import config_from_data, config_to_data
@@ -303,7 +303,8 @@ def plan_comparison(parsed: list[ModelSpec], settings: CompareSettings, command:
     profile = {k: getattr(settings, k) for k in ('device', 'batch', 'warmup', 'repeat', 'bootstrap', 'num_workers',
                                                    'precision', 'channels_last')}
     meta = dict(models=[dict(label=s.label, kind=s.kind, name=s.name, options=s.options, model=json.loads(
-        json.dumps(config_to_data(Config(dict(model=m)))['model']))) for s, m in zip(parsed, models)],
+        json.dumps(config_to_data(Config(dict(model=m)))['model'])),
+        published=published_for(s.label, settings.recipe, settings.configs_dir)) for s, m in zip(parsed, models)],
         classes=classes, context_pair=list(pair), schedule=schedule, command=command,
         backbone=settings.backbone or 'recipe', size=list(_size(parsed, settings)), profile=profile)
     path = write_plan(out, runs, meta)
