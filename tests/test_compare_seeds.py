@@ -56,27 +56,34 @@ def test_paired_bootstrap_point_estimate_and_a_naive_loop():
     # The point estimate: mIoU of each seed's run minus the baseline's run of that seed, averaged.
     expected = np.mean([miou_from_counts(m) - miou_from_counts(b) for m, b in zip(model, base)])
     assert miou.mean == pytest.approx(expected, abs=1e-12)
-    # The interval, recomputed one replicate at a time with the same image draws.
+    # The image-only interval (these runs), recomputed one replicate at a time with the same image draws.
     draws = np.random.default_rng(7).integers(0, 6, size=(200, 6))
     reps = [np.mean([miou_from_counts(m[d]) - miou_from_counts(b[d]) for m, b in zip(model, base)]) for d in draws]
     low, high = np.quantile(reps, [0.025, 0.975])
-    assert (miou.low, miou.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    image = miou.image_interval
+    assert (image.low, image.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
     c1 = [np.mean([iou_from_counts(m[d].sum(0))[1] - iou_from_counts(b[d].sum(0))[1] for m, b in zip(model, base)])
           for d in draws]
-    assert per_class[1].low == pytest.approx(np.quantile(c1, 0.025), abs=1e-12)
+    assert per_class[1].image_interval.low == pytest.approx(np.quantile(c1, 0.025), abs=1e-12)
+    # Two seeds: an interval over seeds and images exists, no verdict does.
+    assert miou.seeds == 2 and miou.low < image.low and image.high < miou.high and miou.verdict == 'too few seeds'
 
 
 def test_identical_runs_differ_by_exactly_zero_and_a_shift_is_distinguishable():
     rng = np.random.default_rng(1)
-    runs = [_counts(rng), _counts(rng)]
+    runs = [_counts(rng), _counts(rng), _counts(rng)]
     miou, per_class = bootstrap_paired_difference(runs, runs, replicates=100)
     assert (miou.mean, miou.low, miou.high) == (0.0, 0.0, 0.0) and miou.contains_zero
+    assert miou.verdict == 'not distinguishable'
     better = [r.copy() for r in runs]
     for r in better:
         r[:, 0] = r[:, 1]  # every pixel of every class right in the model: IoU 1 everywhere
         r[:, 2] = r[:, 1]
     miou, _ = bootstrap_paired_difference(better, runs, replicates=100)
-    assert miou.low > 0 and not miou.contains_zero
+    assert miou.low > 0 and not miou.contains_zero and miou.verdict == 'distinguishable'
+    # The same shift on two seeds: "too few seeds", whatever the interval.
+    miou, _ = bootstrap_paired_difference(better[:2], runs[:2], replicates=100)
+    assert miou.image_interval.low > 0 and miou.verdict == 'too few seeds'
     with pytest.raises(ValueError, match='same number'):
         bootstrap_paired_difference(runs, runs[:1])
 
@@ -152,6 +159,9 @@ def test_two_models_two_seeds_on_a_folder_dataset_then_nothing_to_train(tmp_path
     report = (out / 'report.md').read_text()
     assert 'mIoU vs baseline' in report and 'Schedule (the same for every model)' in report
     assert 'Machine:' in report and 'not distinguishable' in report
+    # Two seeds: no verdict either way, said as such; the image-only interval is named as such.
+    assert cc['verdict'] == 'too few seeds' and cc['difference_detail']['seeds'] == 2
+    assert 'too few seeds' in report and 'image-only 95% CI (these runs)' in report
 
     # Run again with the same arguments: nothing is trained, every run is kept.
     checkpoints = {p: p.stat().st_mtime_ns for p in out.glob('runs/*/seed*/*.pth')}

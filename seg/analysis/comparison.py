@@ -3,8 +3,10 @@ and its paired difference from the baseline (the first model).
 
 No paper. Accuracies are in percent (as the evaluation reports them); the summaries are
 :class:`seg.analysis.stats.Interval` s: mean, sample std and the 95% Student-t interval over the
-seeds; the differences are the paired bootstrap of :func:`seg.analysis.stats.bootstrap_paired_difference`
-over the validation images.
+seeds; the differences are :class:`seg.analysis.stats.Difference` s from
+:func:`seg.analysis.stats.bootstrap_paired_difference`: runs paired by seed, an interval over the seeds
+and the validation images (the verdict's), the image-only interval of these runs, and "too few seeds"
+below :data:`seg.analysis.stats.MIN_SEEDS` paired seeds.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 from .profile import CostReport
 from .results import RunMetrics
 from .specs import ModelSpec
-from .stats import Interval, bootstrap_paired_difference, mean_interval
+from .stats import MIN_SEEDS, Difference, Interval, bootstrap_paired_difference, mean_interval
 
 __all__ = ['Comparison', 'ModelResult', 'Run', 'compare_to_baseline', 'summarize']
 
@@ -51,8 +53,10 @@ class ModelResult:
         cost: parameters, FLOPs, latency, memory.
         runs: its runs, one per seed.
         summary: ``mIoU``, ``mAcc``, ``aAcc`` and ``IoU.<class>`` over the runs (percent).
-        difference: its mIoU minus the baseline's, with the bootstrap interval (points); None for the
-            baseline or when the runs recorded no per-image counts.
+        difference: its mIoU minus the baseline's (points): the mean over the seeds of the paired
+            per-seed differences, its interval over seeds and images, its verdict, the per-seed values
+            and the image-only interval; None for the baseline or when the runs recorded no per-image
+            counts.
         class_difference: the same per class name.
     """
 
@@ -60,8 +64,8 @@ class ModelResult:
     cost: CostReport
     runs: list[Run] = field(default_factory=list)
     summary: dict[str, Interval] = field(default_factory=dict)
-    difference: Interval | None = None
-    class_difference: dict[str, Interval] = field(default_factory=dict)
+    difference: Difference | None = None
+    class_difference: dict[str, Difference] = field(default_factory=dict)
 
     @property
     def trained(self) -> bool:
@@ -100,8 +104,14 @@ def summarize(model: ModelResult, classes: list[str]) -> None:
 
 
 def compare_to_baseline(models: list[ModelResult], classes: list[str], replicates: int = 1000,
-                        seed: int = 0) -> list[str]:
-    """Fill each model's ``difference`` / ``class_difference`` against ``models[0]``, pairing runs by seed.
+                        seed: int = 0, seed_level: str = 'student', min_seeds: int = MIN_SEEDS) -> list[str]:
+    """Fill each model's ``difference`` / ``class_difference`` against ``models[0]``, pairing runs by seed
+    (the seeds both models have), with :func:`seg.analysis.stats.bootstrap_paired_difference`.
+
+    Args:
+        models: the baseline first.
+        classes: class names, in the order of the counts.
+        replicates, seed, seed_level, min_seeds: of the bootstrap.
 
     Returns:
         Notes on the models that could not be compared (no per-image counts, other images, other seeds).
@@ -125,11 +135,12 @@ def compare_to_baseline(models: list[ModelResult], classes: list[str], replicate
                          'no difference computed')
             continue
         miou, per_class = bootstrap_paired_difference([runs[s].counts for s in seeds],
-                                                      [base_runs[s].counts for s in seeds], replicates, seed=seed)
+                                                      [base_runs[s].counts for s in seeds], replicates, seed=seed,
+                                                      seed_level=seed_level, min_seeds=min_seeds)
         model.difference = _percent(miou)
         model.class_difference = {name: _percent(iv) for name, iv in zip(classes, per_class)}
     return notes
 
 
-def _percent(iv: Interval) -> Interval:
-    return Interval(100 * iv.mean, 100 * iv.std, 100 * iv.low, 100 * iv.high, iv.n)
+def _percent(iv: Difference) -> Difference:
+    return iv.scaled(100.0)

@@ -2,7 +2,9 @@
 
 No paper. The report says how every number was obtained: the FLOPs counter, the latency and memory
 methods, the seeds, the interval methods, the schedule, the command and the machine. A difference
-from the baseline whose interval contains 0 is reported as "not distinguishable".
+from the baseline carries its verdict (:attr:`seg.analysis.stats.Difference.verdict`): "too few
+seeds" below the minimum of paired seeds, else "not distinguishable" when its interval over seeds and
+images contains 0; the image-only interval of these runs is shown beside it, named as such.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 
 from .comparison import Comparison, ModelResult
 from .measure import FUSED_ATTENTION_KERNELS, describe_environment, mib, si
-from .stats import Interval
+from .stats import DISTINGUISHABLE, Difference, Interval
 
 __all__ = ['to_csv', 'to_json', 'to_markdown']
 
@@ -43,11 +45,39 @@ def _ci(iv: Interval | None) -> str:
 
 
 def difference_text(iv: Interval | None) -> str:
-    """``+1.23 [0.40, 2.01]``, with "not distinguishable" when the interval contains 0."""
+    """``+1.23 [+0.40, +2.01]`` followed by the verdict unless it is "distinguishable": "not
+    distinguishable", "too few seeds" (a :class:`Difference`), "no interval"; a plain :class:`Interval`
+    gets "not distinguishable" when it contains 0."""
     if iv is None or math.isnan(iv.mean):
         return ''
-    text = f'{iv.mean:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]'
+    text = f'{iv.mean:+.2f} {_ci_signed(iv)}'.strip()
+    if isinstance(iv, Difference):
+        return text + ('' if iv.verdict == DISTINGUISHABLE else f' {iv.verdict}')
     return text + (' not distinguishable' if iv.contains_zero else '')
+
+
+def _ci_signed(iv: Interval | None) -> str:
+    return '' if iv is None or math.isnan(iv.low) else f'[{iv.low:+.2f}, {iv.high:+.2f}]'
+
+
+def _differences_table(result: Comparison) -> str | None:
+    """The paired mIoU differences: per seed, the interval over seeds and images, the verdict, and the
+    image-only interval of these runs."""
+    rows = [m for m in result.models[1:] if isinstance(m.difference, Difference)]
+    if not rows:
+        return None
+    return (f'mIoU difference from `{result.models[0].spec.label}` (points), runs paired by seed:\n\n' + _table(
+        ['model', 'paired seeds', 'per seed', 'mean [95% CI, seeds and images]', 'verdict',
+         'image-only 95% CI (these runs)'],
+        [[m.spec.label, str(m.difference.seeds), ', '.join(f'{v:+.2f}' for v in m.difference.per_seed),
+          f'{m.difference.mean:+.2f} {_ci_signed(m.difference)}'.strip(), m.difference.verdict,
+          _ci_signed(m.difference.image_interval)]
+         for m in rows]))
+
+
+def _method(result: Comparison) -> Difference | None:
+    """A difference of the comparison, for the method's settings (seed level, minimum seeds)."""
+    return next((m.difference for m in result.models[1:] if isinstance(m.difference, Difference)), None)
 
 
 def _seeds(m: ModelResult) -> str:
@@ -63,7 +93,8 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
     if timed:
         header += [f'fwd ms (bs {result.batch})', 'fwd+bwd ms', 'fwd peak MiB', 'fwd+bwd peak MiB']
     if trained:
-        header += ['seeds', 'mIoU (mean ± std)', 'mIoU 95% CI', 'mIoU vs baseline [95% CI]', 'mAcc', 'aAcc']
+        header += ['seeds', 'mIoU (mean ± std)', 'mIoU 95% CI', 'mIoU vs baseline [95% CI, seeds and images]',
+                   'mAcc', 'aAcc']
         header += [f'IoU {c}' for c in result.context_pair]
         if any(m.runs and any(r.metrics and r.metrics.train_seconds for r in m.runs) for m in result.models):
             header.append('train min / run')
@@ -84,6 +115,8 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
                 line.append(_num(sum(times) / len(times) / 60, 1) if times else '')
         body.append(line)
     parts = [_table(header, body)]
+    if trained and (table := _differences_table(result)):
+        parts.append(table)
     if per_class and trained and result.classes:
         parts.append('Per-class IoU (%), mean ± std over the seeds:\n\n' + _table(
             ['model'] + result.classes,
@@ -91,8 +124,8 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
              for m in result.models]))
         diffs = [m for m in result.models[1:] if m.class_difference]
         if diffs:
-            parts.append(f'Per-class IoU difference from `{result.models[0].spec.label}` (points, 95% bootstrap '
-                         'interval over the validation images, runs paired by seed):\n\n' + _table(
+            parts.append(f'Per-class IoU difference from `{result.models[0].spec.label}` (points, runs paired by '
+                         'seed, 95% bootstrap interval over the seeds and the validation images):\n\n' + _table(
                              ['model'] + result.classes,
                              [[m.spec.label] + [difference_text(m.class_difference.get(cn)) for cn in result.classes]
                               for m in diffs]))
@@ -111,9 +144,20 @@ def _notes(result: Comparison) -> list[str]:
              'params include the auxiliary head; head = decode head alone.']
     if any(m.trained for m in result.models):
         notes.append('Accuracy in percent over the seeds: mean ± sample std, and the 95% Student-t interval of the '
-                     'mean. "vs baseline": the difference from the first model, averaged over the seeds with the '
-                     f'runs paired by seed, and its 95% percentile interval over {result.bootstrap} bootstrap '
-                     'resamples of the validation images; an interval containing 0 is "not distinguishable".')
+                     'mean.')
+        method = _method(result)
+        if method is not None:
+            seed_level = ('the seed level drawn from Student\'s t with (seeds - 1) degrees of freedom scaled by '
+                          'the std of the per-seed differences' if method.seed_level == 'student'
+                          else 'the seeds resampled with replacement')
+            notes.append('"vs baseline": the difference from the first model, the mean over the seeds of the '
+                         'per-seed differences (runs paired by seed), with its 95% percentile interval over '
+                         f'{result.bootstrap} bootstrap replicates at two levels: the validation images drawn with '
+                         f'replacement (one draw for every run), {seed_level} (seg.analysis.stats.paired_bootstrap). '
+                         'An interval containing 0 is "not distinguishable"; with fewer than '
+                         f'{method.min_seeds} paired seeds no difference is called distinguishable ("too few '
+                         'seeds"). The image-only interval holds the seeds fixed: how much these runs\' difference '
+                         'depends on the images, not whether the models differ.')
     notes += result.notes
     sources = [f'`{m.spec.label}`: ' + '; '.join(r.metrics.source for r in m.runs if r.metrics)
                for m in result.models if m.trained]
@@ -135,7 +179,9 @@ def to_csv(result: Comparison) -> str:
     h, w = result.size
     fields = ['model', 'kind', 'params', 'head_params', 'flops', 'head_flops', 'input_h', 'input_w', 'batch', 'device',
               'forward_ms', 'train_ms', 'forward_peak_bytes', 'train_peak_bytes', 'seeds', 'mIoU', 'mIoU_std',
-              'mIoU_low', 'mIoU_high', 'mIoU_diff', 'mIoU_diff_low', 'mIoU_diff_high', 'mAcc', 'aAcc'] + \
+              'mIoU_low', 'mIoU_high', 'mIoU_diff', 'mIoU_diff_low', 'mIoU_diff_high', 'mIoU_diff_verdict',
+              'mIoU_diff_seeds', 'mIoU_diff_per_seed', 'mIoU_diff_image_low', 'mIoU_diff_image_high', 'mAcc',
+              'aAcc'] + \
         [f'IoU.{c}' for c in result.classes] + ['metrics_source', 'work_dir']
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator='\n')
     writer.writeheader()
@@ -151,6 +197,13 @@ def to_csv(result: Comparison) -> str:
                    mIoU_low=_num(miou.low) if miou else '', mIoU_high=_num(miou.high) if miou else '',
                    mIoU_diff=_num(d.mean) if d else '', mIoU_diff_low=_num(d.low) if d else '',
                    mIoU_diff_high=_num(d.high) if d else '',
+                   mIoU_diff_verdict=d.verdict if isinstance(d, Difference) else '',
+                   mIoU_diff_seeds=d.seeds if isinstance(d, Difference) else '',
+                   mIoU_diff_per_seed=' '.join(_num(v) for v in d.per_seed) if isinstance(d, Difference) else '',
+                   mIoU_diff_image_low=_num(d.image_interval.low) if isinstance(d, Difference) and d.image_interval
+                   else '',
+                   mIoU_diff_image_high=_num(d.image_interval.high) if isinstance(d, Difference) and d.image_interval
+                   else '',
                    mAcc=_num(s['mAcc'].mean) if 'mAcc' in s else '', aAcc=_num(s['aAcc'].mean) if 'aAcc' in s else '',
                    metrics_source='; '.join(r.metrics.source for r in m.runs if r.metrics),
                    work_dir='; '.join(r.work_dir or '' for r in m.runs))
@@ -158,6 +211,12 @@ def to_csv(result: Comparison) -> str:
             row[f'IoU.{cn}'] = _num(s[f'IoU.{cn}'].mean) if f'IoU.{cn}' in s else ''
         writer.writerow(row)
     return buf.getvalue()
+
+
+def _distinguishable(d: Interval | None) -> bool | None:
+    if d is None:
+        return None
+    return d.distinguishable if isinstance(d, Difference) else not d.contains_zero
 
 
 def to_json(result: Comparison) -> dict:
@@ -186,8 +245,12 @@ def to_json(result: Comparison) -> dict:
                        train_seconds=r.metrics.train_seconds if r.metrics else None) for r in m.runs],
             summary={k: iv.as_dict() for k, iv in m.summary.items()},
             difference=m.difference.as_dict() if m.difference else None,
-            distinguishable=(not m.difference.contains_zero) if m.difference else None,
-            class_difference={k: iv.as_dict() for k, iv in m.class_difference.items()}))
+            distinguishable=_distinguishable(m.difference),
+            verdict=m.difference.verdict if isinstance(m.difference, Difference) else None,
+            difference_detail=m.difference.detail() if isinstance(m.difference, Difference) else None,
+            class_difference={k: iv.as_dict() for k, iv in m.class_difference.items()},
+            class_difference_detail={k: iv.detail() for k, iv in m.class_difference.items()
+                                     if isinstance(iv, Difference)}))
     return clean(dict(models=models, baseline=result.models[0].spec.label if result.models else None,
                       classes=result.classes, context_pair=list(result.context_pair), size=list(result.size),
                       batch=result.batch, device=result.device, threads=result.threads, backbone=result.backbone,
