@@ -163,3 +163,29 @@ def test_the_slurm_array_script_trains_the_run_of_its_index(data, tmp_path):
     result = collect_comparison(out, log=lambda m: None)
     assert [r.seed for r in result.models[0].runs] == [1]
     assert any('`fcn` seed 0: unfinished' in n for n in result.notes)
+
+
+def test_published_results_are_read_from_the_readmes_and_shown_beside_the_measured(tmp_path):
+    from seg.analysis.comparison import Comparison, ModelResult, Run
+    from seg.analysis.profile import CostReport
+    from seg.analysis.report import to_json, to_markdown
+    from seg.analysis.results import RunMetrics, published_for
+    from seg.analysis.specs import ModelSpec
+
+    recipe = 'configs/ccnet/ccnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'
+    fcn = published_for('fcn', recipe, f'{ROOT}/configs')
+    assert fcn['mIoU'] == 73.61 and 'fcn_r50-d8_512x1024_80k_cityscapes' in fcn['url']
+    assert published_for('danet', recipe, f'{ROOT}/configs')['mIoU'] == 79.34
+    assert published_for('se', recipe, f'{ROOT}/configs') is None  # no published run: nothing invented
+    runs = [Run(s, None, RunMetrics(70.0 + s, 80.0, 90.0, {}, 'x'), costs={'train_s_per_iter': 0.5 + s})
+            for s in range(3)]
+    cost = CostReport(params=1, head_params=1, flops=1, head_flops=1, input_size=(8, 8))
+    model = ModelResult(ModelSpec('fcn', 'head', 'FCNHead'), cost, runs, published=fcn)
+    from seg.analysis.comparison import summarize
+
+    summarize(model, [])
+    result = Comparison(models=[model], size=(8, 8), batch=1, device='cpu', threads=1, backbone='r50', classes=[])
+    text = to_markdown(result)
+    assert '| published mIoU (gap) |' in text and '73.61 (-2.61)' in text  # measured 71.00: the gap is shown
+    assert 's / train iter' in text and '1.500' in text
+    assert to_json(result)['models'][0]['published']['mIoU'] == 73.61

@@ -35,6 +35,9 @@ class Run:
         metrics: its recorded accuracy (percent), or None.
         counts: its (N, 3, C) per-image pixel counts, when its evaluation recorded them.
         images: the evaluated images, in the order of ``counts``.
+        costs: what the run's own logs say it cost: ``train_s_per_iter``, ``train_peak_gpu_mib`` (mmengine's
+            logged ``torch.cuda.max_memory_allocated``) or ``train_peak_rss_mib`` (its process), and
+            ``eval_images_per_second``.
     """
 
     seed: int | None
@@ -42,6 +45,7 @@ class Run:
     metrics: RunMetrics | None
     counts: np.ndarray | None = None
     images: list[str] = field(default_factory=list)
+    costs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -58,11 +62,14 @@ class ModelResult:
             and the image-only interval; None for the baseline or when the runs recorded no per-image
             counts.
         class_difference: the same per class name.
+        published: the published result of this model under the comparison's recipe (mmsegmentation's
+            model zoo, from ``configs/<method>/README.md``: ``mIoU``, ``url``), or None.
     """
 
     spec: ModelSpec
     cost: CostReport
     runs: list[Run] = field(default_factory=list)
+    published: dict | None = None
     summary: dict[str, Interval] = field(default_factory=dict)
     difference: Difference | None = None
     class_difference: dict[str, Difference] = field(default_factory=dict)

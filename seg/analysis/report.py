@@ -98,6 +98,8 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
         header += [f'IoU {c}' for c in result.context_pair]
         if any(m.runs and any(r.metrics and r.metrics.train_seconds for r in m.runs) for m in result.models):
             header.append('train min / run')
+        if any(m.published for m in result.models):
+            header.append('published mIoU (gap)')
     body = []
     for i, m in enumerate(result.models):
         c = m.cost
@@ -113,8 +115,12 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
             if 'train min / run' in header:
                 times = [r.metrics.train_seconds for r in m.runs if r.metrics and r.metrics.train_seconds]
                 line.append(_num(sum(times) / len(times) / 60, 1) if times else '')
+            if 'published mIoU (gap)' in header:
+                line.append(_published(m))
         body.append(line)
     parts = [_table(header, body)]
+    if trained and (table := _costs_table(result)):
+        parts.append(table)
     if trained and (table := _differences_table(result)):
         parts.append(table)
     if per_class and trained and result.classes:
@@ -131,6 +137,36 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
                               for m in diffs]))
     parts.append('\n'.join(f'- {n}' for n in _notes(result)))
     return '\n\n'.join(parts) + '\n'
+
+
+def _published(m) -> str:
+    """The published mIoU and the measured mean's gap to it, shown whatever its size."""
+    if not m.published:
+        return ''
+    mean = m.summary.get('mIoU')
+    gap = f' ({mean.mean - m.published["mIoU"]:+.2f})' if mean is not None and not math.isnan(mean.mean) else ''
+    return f'{m.published["mIoU"]:.2f}{gap}'
+
+
+_COSTS = (('train_s_per_iter', 's / train iter', 3), ('train_peak_gpu_mib', 'train peak GPU MiB', 0),
+          ('train_peak_rss_mib', 'train peak RSS MiB', 0), ('eval_images_per_second', 'eval img/s', 1))
+
+
+def _costs_table(result: Comparison) -> str:
+    """Per model, the mean over its runs of what each run's own logs say it cost."""
+    keys = [(k, name, digits) for k, name, digits in _COSTS if any(k in r.costs for m in result.models for r in m.runs)]
+    if not keys:
+        return ''
+    rows = []
+    for m in result.models:
+        row = [m.spec.label]
+        for key, _, digits in keys:
+            values = [r.costs[key] for r in m.runs if key in r.costs]
+            row.append(_num(sum(values) / len(values), digits) if values else '')
+        rows.append(row)
+    return ('The runs\' own costs (mean over the runs, from each run\'s logs: mmengine\'s per-iteration time, '
+            'its logged GPU memory or the peak resident memory of the run\'s process, the evaluation\'s speed):'
+            '\n\n' + _table(['model'] + [name for _, name, _ in keys], rows))
 
 
 def _notes(result: Comparison) -> list[str]:
@@ -242,7 +278,8 @@ def to_json(result: Comparison) -> dict:
                        mIoU=r.metrics.miou if r.metrics else None, mAcc=r.metrics.macc if r.metrics else None,
                        aAcc=r.metrics.aacc if r.metrics else None,
                        class_iou=r.metrics.class_iou if r.metrics else None,
-                       train_seconds=r.metrics.train_seconds if r.metrics else None) for r in m.runs],
+                       train_seconds=r.metrics.train_seconds if r.metrics else None, costs=r.costs) for r in m.runs],
+            published=m.published,
             summary={k: iv.as_dict() for k, iv in m.summary.items()},
             difference=m.difference.as_dict() if m.difference else None,
             distinguishable=_distinguishable(m.difference),

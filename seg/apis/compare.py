@@ -362,6 +362,8 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
     settings = CompareSettings(size=tuple(plan['size']), **{k: v for k, v in prof.items()})
     result = _assemble(specs, models, [by_label[s.label] for s in specs], plan['classes'],
                        tuple(plan['context_pair']), plan['schedule'], settings, plan['backbone'], log)
+    for m, entry in zip(result.models, plan['models']):
+        m.published = entry.get('published')
     result.notes = [f'Not finished, left out: {line}.' for line in missing] + result.notes
     result.command = plan.get('command', '')
     return result
@@ -388,7 +390,7 @@ def _with_costs(run: Run, run_dir: Path) -> Run:
     metrics = read_json(run_dir / 'metrics.json') or {}
     if metrics.get('images_per_second') is not None:
         costs['eval_images_per_second'] = metrics['images_per_second']
-    run.costs = costs
+    run.costs.update(costs)
     return run
 
 
