@@ -31,10 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto')
     parser.add_argument('--no-fold-bn', action='store_true', help='keep the BatchNorms (slower, same results)')
     parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--metrics', nargs='+', default=[], choices=['boundary', 'objects'],
+                        help='beyond mIoU (docs/metrics.md): boundary (Boundary IoU, trimap accuracy), '
+                             'objects (recall and IoU by object size)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args(argv)
     tta = dict(ratios=args.tta_ratios, flip=True) if args.tta and args.tta_ratios else (True if args.tta else None)
-    evaluate(args.ckpt, config=args.config, mode=args.mode, out=args.out, device=args.device,
+    evaluate(args.ckpt, config=args.config, mode=args.mode, out=args.out, device=args.device, metrics=args.metrics,
              cfg_options=args.cfg_options, split=args.split, plots=args.plots, tta=tta, format_only=args.format_only,
              out_dir=args.out_dir, precision=args.precision,
              channels_last={'auto': 'auto', 'on': True, 'off': False}[args.channels_last], fold_bn=not args.no_fold_bn,

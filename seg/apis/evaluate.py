@@ -83,7 +83,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
              device: str | None = None, cfg_options: dict | None = None, split: str = 'val',
              num_workers: int = 2, plots: str | None = None, tta: bool | dict | None = None,
              format_only: bool = False, out_dir: str | None = None, precision: str = 'auto',
-             channels_last: bool | str = 'auto', fold_bn: bool = True) -> dict:
+             channels_last: bool | str = 'auto', fold_bn: bool = True, metrics: tuple | list = ()) -> dict:
     """Evaluate ``ckpt`` (its stored config unless ``config`` is given) and return the metrics.
 
     Args:
@@ -102,6 +102,9 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         precision: 'auto' (bf16 where the hardware has it), 'fp32', 'bf16' or 'fp16' (CUDA).
         channels_last: 'auto' (with bf16 / fp16), True or False.
         fold_bn: fold the BatchNorms into the convolutions (exact up to rounding).
+        metrics: beyond mIoU, any of ``'boundary'`` (Boundary IoU, trimap accuracy) and ``'objects'``
+            (recall and IoU by object size) (:mod:`seg.evaluation.region_metrics`): printed, added to
+            the returned metrics, and their per-image counts written to ``out``.
 
     Returns:
         The metrics (percent), or ``{}`` with ``format_only``.
@@ -134,6 +137,11 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         metric.dataset_meta = dataset.metainfo
     images: list[str] = []
     skipped: list[dict] = []
+    region = None
+    if metrics and metric is not None:
+        from seg.evaluation.region_metrics import RegionMetrics
+
+        region = RegionMetrics(metrics, len(dataset.metainfo['classes']), dataset.metainfo['ignore_index'])
     start = time.perf_counter()
     with torch.inference_mode(), report_worker_crash():
         for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
@@ -142,6 +150,9 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
                 dataset.write_result(r['pred_sem_seg'].cpu().numpy(), r['img_path'], out_dir)
             if metric is not None:
                 metric.process(batch, results)
+            if region is not None:
+                for r in results:
+                    region.process(r['pred_sem_seg'], r['gt_sem_seg'])
             images += [s.get('img_path', '') for s in batch['data_samples']]
             skipped += [dict(path=s['skipped'], error=s['error']) for s in batch.get('skipped', [])]
     seconds = time.perf_counter() - start
@@ -153,17 +164,23 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     results = metric.evaluate(len(dataset))
     classes = list(dataset.metainfo['classes'])
     print(format_table(metric.last_metrics, classes))
+    if region is not None:
+        extra = region.summary(classes)
+        results.update({k: round(v, 2) for k, v in extra.items()})
+        print('  '.join(f'{k}: {v:.2f}' for k, v in extra.items() if k.count('.') <= 1 and not k.startswith('bIoU.')))
     if skipped:
         print(left_out)
     if out:
-        _write_json(out, results, metric, ckpt, chosen, tta, classes, images, skipped, seconds)
+        _write_json(out, results, metric, ckpt, chosen, tta, classes, images, skipped, seconds,
+                    region.per_image() if region is not None else None)
     if plots:
         _write_plots(metric, classes, plots)
     return results
 
 
 def _write_json(out: str, results: dict, metric, ckpt: str, precision: Precision, tta: dict | None,
-                classes: list, images: list[str], skipped: list[dict], seconds: float) -> None:
+                classes: list, images: list[str], skipped: list[dict], seconds: float,
+                region_counts: dict | None = None) -> None:
     """``--out``: a top-level mIoU, per class, the confusion matrix, the per-image pixel counts a
     comparison's bootstrap needs, the files left out, and the evaluation's speed (data loading,
     inference and metric together)."""
@@ -172,6 +189,8 @@ def _write_json(out: str, results: dict, metric, ckpt: str, precision: Precision
                    confusion_matrix=metric.last_confusion.tolist() if metric.last_confusion is not None else None,
                    images=images, per_image_counts=metric.last_per_image.tolist(), skipped_files=skipped,
                    seconds=round(seconds, 2), images_per_second=round(len(images) / seconds, 2) if seconds else None)
+    if region_counts:
+        payload['region_counts'] = region_counts  # per image, in the order of images
     with open(out, 'w') as f:
         json.dump(payload, f, indent=1)
 
