@@ -72,6 +72,14 @@ def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_compariso
             assert ra.costs['train_s_per_iter'] > 0 and ra.costs['train_peak_rss_mib'] > 100
             assert ra.costs['eval_images_per_second'] > 0
     assert parallel.models[1].difference.mean == sequential.models[1].difference.mean
+    # beyond mIoU: boundary IoU and object recall by size, over the seeds and against the baseline
+    from seg.analysis.report import to_markdown
+
+    assert set(parallel.models[0].region_summary) == {'bIoU', 'recall.small', 'recall.medium', 'recall.large'}
+    diff = parallel.models[1].region_difference['bIoU']
+    assert diff.verdict == 'too few seeds' and len(diff.per_seed) == 2
+    assert diff.mean == sequential.models[1].region_difference['bIoU'].mean
+    assert 'bIoU (mean ± std)' in to_markdown(parallel)
     assert parallel.schedule['iters'] == 4 and parallel.schedule['pretrained'] == 'none (from scratch)'
 
 

@@ -35,6 +35,8 @@ class Run:
         metrics: its recorded accuracy (percent), or None.
         counts: its (N, 3, C) per-image pixel counts, when its evaluation recorded them.
         images: the evaluated images, in the order of ``counts``.
+        region_counts: its per-image counts of the metrics beyond mIoU (``boundary`` [N, 2, C], ``objects``
+            [N, 3, 2, C], ...: :mod:`seg.evaluation.region_metrics`), when its evaluation computed them.
         costs: what the run's own logs say it cost: ``train_s_per_iter``, ``train_peak_gpu_mib`` (mmengine's
             logged ``torch.cuda.max_memory_allocated``) or ``train_peak_rss_mib`` (its process), and
             ``eval_images_per_second``.
@@ -46,6 +48,7 @@ class Run:
     counts: np.ndarray | None = None
     images: list[str] = field(default_factory=list)
     costs: dict = field(default_factory=dict)
+    region_counts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -62,6 +65,9 @@ class ModelResult:
             and the image-only interval; None for the baseline or when the runs recorded no per-image
             counts.
         class_difference: the same per class name.
+        region_summary / region_difference: the metrics beyond mIoU (:data:`REGION_STATISTICS`: mean
+            Boundary IoU, object recall by size) over the seeds, and their paired differences from the
+            baseline, as for mIoU.
         published: the published result of this model under the comparison's recipe (mmsegmentation's
             model zoo, from ``configs/<method>/README.md``: ``mIoU``, ``url``), or None.
     """
@@ -70,6 +76,8 @@ class ModelResult:
     cost: CostReport
     runs: list[Run] = field(default_factory=list)
     published: dict | None = None
+    region_summary: dict[str, Interval] = field(default_factory=dict)
+    region_difference: dict[str, Difference] = field(default_factory=dict)
     summary: dict[str, Interval] = field(default_factory=dict)
     difference: Difference | None = None
     class_difference: dict[str, Difference] = field(default_factory=dict)
@@ -147,6 +155,48 @@ def compare_to_baseline(models: list[ModelResult], classes: list[str], replicate
         model.difference = _percent(miou)
         model.class_difference = {name: _percent(iv) for name, iv in zip(classes, per_class)}
     return notes
+
+
+def _region_statistics():
+    from seg.evaluation.region_metrics import boundary_miou, size_recall
+
+    return {'boundary': (('bIoU',), boundary_miou),
+            'objects': (('recall.small', 'recall.medium', 'recall.large'), size_recall)}
+
+
+REGION_STATISTICS = ('bIoU', 'recall.small', 'recall.medium', 'recall.large')
+"""The metrics beyond mIoU a comparison reports (percent): mean Boundary IoU, object recall by size."""
+
+
+def compare_regions(models: list[ModelResult], replicates: int = 1000, seed: int = 0,
+                    seed_level: str = 'student', min_seeds: int = MIN_SEEDS) -> None:
+    """Fill each model's ``region_summary`` (mean and t-interval over its runs) and, against ``models[0]``
+    with the runs paired by seed, ``region_difference`` (:func:`seg.analysis.stats.paired_bootstrap` on
+    the per-image counts, as for mIoU). Models whose runs recorded no such counts are left as they are."""
+    from seg.analysis.stats import paired_bootstrap
+
+    stats = _region_statistics()
+    base = models[0] if models else None
+    for model in models:
+        for key, (names, fn) in stats.items():
+            runs = [r for r in model.runs if key in r.region_counts]
+            if not runs:
+                continue
+            values = np.stack([np.atleast_1d(fn(np.asarray(r.region_counts[key]).sum(0))) for r in runs])
+            for j, name in enumerate(names):
+                model.region_summary[name] = mean_interval(values[:, j].tolist())
+            if model is base or base is None:
+                continue
+            base_runs = {r.seed: r for r in base.runs if key in r.region_counts}
+            own = {r.seed: r for r in runs}
+            seeds = sorted(s for s in own if s in base_runs and own[s].images == base_runs[s].images)
+            if not seeds:
+                continue
+            diffs = paired_bootstrap([np.asarray(own[s].region_counts[key]) for s in seeds],
+                                     [np.asarray(base_runs[s].region_counts[key]) for s in seeds], fn, replicates,
+                                     seed=seed, seed_level=seed_level, min_seeds=min_seeds)
+            for name, diff in zip(names, diffs):
+                model.region_difference[name] = diff
 
 
 def _percent(iv: Difference) -> Difference:

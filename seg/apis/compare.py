@@ -35,7 +35,14 @@ from typing import Callable, Sequence
 import torch
 from mmengine.config import Config
 
-from seg.analysis.comparison import Comparison, ModelResult, Run, compare_to_baseline, summarize
+from seg.analysis.comparison import (
+    Comparison,
+    ModelResult,
+    Run,
+    compare_regions,
+    compare_to_baseline,
+    summarize,
+)
 from seg.analysis.measure import environment
 from seg.analysis.profile import profile_segmentor
 from seg.analysis.report import to_csv, to_json, to_markdown
@@ -44,6 +51,7 @@ from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classe
 from seg.engine.config import load_config, model_without_ignore_index
 from seg.engine.config_data import config_from_data, config_to_data
 from seg.engine.precision import resolve_precision
+from seg.evaluation.region_metrics import REGION_METRICS
 from seg.fileio import ensure_dir
 from seg.models.factory import backbone_skeleton
 from seg.registry import DATASETS
@@ -345,11 +353,11 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
         if state != 'done':
             missing.append(f'`{run.label}` seed {run.seed}: {state}' + (f' (last log line: {last})' if last else ''))
             continue
-        if not (run.dir / 'metrics.json').is_file():
+        if 'region_counts' not in (read_json(run.dir / 'metrics.json') or {}):
             log(f'   evaluating {run.label} seed {run.seed}')
             evaluate(str(run.dir / f'iter_{run.iters}.pth'), out=str(run.dir / 'metrics.json'),
                      num_workers=prof['num_workers'] if num_workers is None else num_workers,
-                     precision=prof['precision'], channels_last=prof['channels_last'])
+                     precision=prof['precision'], channels_last=prof['channels_last'], metrics=REGION_METRICS)
         record = read_json(run.dir / 'run.json') or {}
         if not record.get('done'):
             status = read_json(run.dir / 'status.json') or {}
@@ -390,6 +398,7 @@ def _with_costs(run: Run, run_dir: Path) -> Run:
     metrics = read_json(run_dir / 'metrics.json') or {}
     if metrics.get('images_per_second') is not None:
         costs['eval_images_per_second'] = metrics['images_per_second']
+    run.region_counts = {k: v for k, v in (metrics.get('region_counts') or {}).items() if v}
     run.costs.update(costs)
     return run
 
@@ -419,6 +428,7 @@ def _assemble(specs: list[ModelSpec], models: list[dict], runs: list[list[Run]],
     for m in results:
         summarize(m, classes)
     notes = compare_to_baseline(results, classes, settings.bootstrap)
+    compare_regions(results, settings.bootstrap)
     notes += [f'`{m.spec.label}`: {n}' for m in results for n in m.cost.notes]
     method = 'peak of the CPU allocator events (torch.profiler), weights and input included' \
         if device.type == 'cpu' else 'torch.cuda.max_memory_allocated, weights and input included'
