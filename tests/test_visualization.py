@@ -188,3 +188,18 @@ def test_legend():
     assert wide.shape[0] == img.shape[0] and wide.shape[1] == 2 * img.shape[1]
     with pytest.raises(ValueError, match='colours'):
         legend(['a', 'b', 'c'], 2)
+
+
+def test_class_differences_are_a_compact_grid_for_many_classes(tmp_path):
+    import cv2
+    import numpy as np
+    import pytest
+
+    from seg.visualization.plots import plot_class_differences
+
+    rows = [(m, [(float(i % 7) - 3, -1.0, 1.0 if i % 2 else -0.5) for i in range(150)]) for m in ('a', 'b', 'c')]
+    path = plot_class_differences([f'c{i}' for i in range(150)], rows, str(tmp_path / 'grid.png'))
+    h, w = cv2.imread(path).shape[:2]
+    assert w <= 4000 and h <= 400  # a bar per model and class would be ~16000 px tall here
+    with pytest.raises(ValueError, match='150'):
+        plot_class_differences([f'c{i}' for i in range(150)], [('a', rows[0][1][:10])], str(tmp_path / 'x.png'))

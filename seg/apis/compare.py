@@ -516,8 +516,9 @@ def write_report(result: Comparison, out_dir: str, chart_x: str = 'latency') -> 
     ylabel = 'mIoU (%), mean and 95% interval over the seeds' if has_miou else f'GFLOPs (1x3x{h}x{w})'
     plot_tradeoff(points, paths['chart'], xlabel=xlabel, ylabel=ylabel,
                   title=f'{ylabel.split(" (")[0]} vs {xlabel.split(" (")[0]} at {h}x{w}')
-    rows = [(m.spec.label, [(m.class_difference[c].mean, m.class_difference[c].low, m.class_difference[c].high)
-                            for c in result.classes]) for m in result.models[1:] if m.class_difference]
+    rows = [(m.spec.label, [(d.mean, d.low, d.high, getattr(d, 'verdict', None))
+                            for d in (m.class_difference[c] for c in result.classes)])
+            for m in result.models[1:] if m.class_difference]
     images = ''
     if rows:
         paths['differences'] = str(out / 'class_differences.png')

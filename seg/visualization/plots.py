@@ -81,41 +81,53 @@ def plot_tradeoff(points: Sequence[tuple], path: str, xlabel: str, ylabel: str, 
     return _save(fig, path)
 
 
-def plot_class_differences(classes: Sequence[str], rows: Sequence[tuple[str, Sequence[tuple[float, float, float]]]],
+def plot_class_differences(classes: Sequence[str], rows: Sequence[tuple[str, Sequence[tuple]]],
                            path: str, title: str = 'IoU difference from the baseline') -> str:
-    """Horizontal bars of per-class differences with their intervals, one group of bars per class.
+    """Per-class differences from the baseline as a models x classes grid: the colour is the difference
+    (a diverging map centred on 0), and a cell whose difference is not distinguishable (its interval
+    contains 0, it has no interval, or too few seeds) is hatched and its number greyed.
+
+    The grid stays compact for many classes (ADE20K's 150: about 0.3 inch a class), unlike one bar per
+    model and class.
 
     Args:
-        classes: the class names.
-        rows: per model, ``(label, [(difference, low, high) per class])`` in IoU points.
+        classes: the class names (columns).
+        rows: per model, ``(label, [(difference, low, high[, verdict]) per class])`` in IoU points; the
+            optional verdict is a :class:`seg.analysis.stats.Difference` verdict string.
         path: PNG to write.
         title: figure title.
 
     Raises:
         ValueError: no row, or a row with another number of classes.
     """
+    from matplotlib.patches import Rectangle
+
     names = [str(c) for c in classes]
     if not rows or any(len(values) != len(names) for _, values in rows):
-        raise ValueError(f'need at least one row of {len(names)} (difference, low, high) triples')
-    m = len(rows)
-    fig = _figure(8, max(3.0, 0.35 * len(names) * m + 1.5))
+        raise ValueError(f'need at least one row of {len(names)} (difference, low, high) tuples')
+    diff = np.array([[v[0] for v in values] for _, values in rows], dtype=np.float64)  # [M, C]
+    low = np.array([[v[1] for v in values] for _, values in rows], dtype=np.float64)
+    high = np.array([[v[2] for v in values] for _, values in rows], dtype=np.float64)
+    verdicts = [[v[3] if len(v) > 3 else None for v in values] for _, values in rows]
+    apart = np.isfinite(low) & np.isfinite(high) & ((low > 0) | (high < 0))
+    apart &= np.array([[v in (None, 'distinguishable') for v in row] for row in verdicts])
+    m, c = diff.shape
+    fig = _figure(min(40.0, max(6.0, 0.32 * c + 2.5)), max(2.2, 0.42 * m + 1.6))
     ax = fig.add_subplot()
-    height = 0.8 / m
-    for r, (label, values) in enumerate(rows):
-        y = np.arange(len(names)) + (r - (m - 1) / 2) * height
-        d = np.array([v[0] for v in values], dtype=np.float64)
-        low = np.array([v[1] for v in values], dtype=np.float64)
-        high = np.array([v[2] for v in values], dtype=np.float64)
-        err = np.where(np.isfinite(low) & np.isfinite(high), np.stack([d - low, high - d]), 0.0)
-        ax.barh(y, np.nan_to_num(d), height=height, xerr=err, color=f'C{r % 10}', capsize=2, label=label,
-                error_kw=dict(elinewidth=0.8))
-    ax.axvline(0.0, color='black', linewidth=0.8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel('IoU difference (points); bars: 95% bootstrap interval')
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, axis='x', alpha=0.3)
-    ax.legend(fontsize=7)
+    limit = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+    image = ax.imshow(np.ma.masked_invalid(diff), cmap='RdBu', vmin=-limit or -1, vmax=limit or 1, aspect='auto')
+    for i in range(m):
+        for j in range(c):
+            if not apart[i, j]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch='///', edgecolor='0.55',
+                                       linewidth=0))
+            if c <= 40 and np.isfinite(diff[i, j]):
+                ax.text(j, i, f'{diff[i, j]:+.1f}', ha='center', va='center', fontsize=6,
+                        color='black' if apart[i, j] else '0.45')
+    ax.set_xticks(range(c), names, rotation=60, ha='right', fontsize=7)
+    ax.set_yticks(range(m), [label for label, _ in rows], fontsize=8)
+    ax.set_title(title + ' (hatched: not distinguishable)', fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01, label='IoU difference (points)')
     fig.tight_layout()
     return _save(fig, path)
 
