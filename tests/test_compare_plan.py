@@ -75,7 +75,10 @@ def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_compariso
     # beyond mIoU: boundary IoU and object recall by size, over the seeds and against the baseline
     from seg.analysis.report import to_markdown
 
-    assert set(parallel.models[0].region_summary) == {'bIoU', 'recall.small', 'recall.medium', 'recall.large'}
+    assert set(parallel.models[0].region_summary) == {'bIoU', 'recall.small', 'recall.medium', 'recall.large',
+                                                      'ERF radius_50', 'ERF radius_95'}
+    erf = json.loads(open(os.path.join(parallel.models[0].runs[0].work_dir, 'erf.json')).read())
+    assert erf['images'] == 3 and erf['size'] == [32, 48] and 0 < erf['radius_50'] <= erf['radius_95'] <= 24
     diff = parallel.models[1].region_difference['bIoU']
     assert diff.verdict == 'too few seeds' and len(diff.per_seed) == 2
     assert diff.mean == sequential.models[1].region_difference['bIoU'].mean

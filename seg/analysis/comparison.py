@@ -37,6 +37,8 @@ class Run:
         images: the evaluated images, in the order of ``counts``.
         region_counts: its per-image counts of the metrics beyond mIoU (``boundary`` [N, 2, C], ``objects``
             [N, 3, 2, C], ...: :mod:`seg.evaluation.region_metrics`), when its evaluation computed them.
+        erf: its effective receptive field's ``radius_50`` / ``radius_95`` (px, chessboard) and ``area_*``
+            (:func:`seg.evaluation.erf.erf_radius`), when the comparison measured it.
         costs: what the run's own logs say it cost: ``train_s_per_iter``, ``train_peak_gpu_mib`` (mmengine's
             logged ``torch.cuda.max_memory_allocated``) or ``train_peak_rss_mib`` (its process), and
             ``eval_images_per_second``.
@@ -49,6 +51,7 @@ class Run:
     images: list[str] = field(default_factory=list)
     costs: dict = field(default_factory=dict)
     region_counts: dict = field(default_factory=dict)
+    erf: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -164,8 +167,9 @@ def _region_statistics():
             'objects': (('recall.small', 'recall.medium', 'recall.large'), size_recall)}
 
 
-REGION_STATISTICS = ('bIoU', 'recall.small', 'recall.medium', 'recall.large')
-"""The metrics beyond mIoU a comparison reports (percent): mean Boundary IoU, object recall by size."""
+REGION_STATISTICS = ('bIoU', 'recall.small', 'recall.medium', 'recall.large', 'ERF radius_50', 'ERF radius_95')
+"""The metrics beyond mIoU a comparison reports: mean Boundary IoU and object recall by size (percent,
+with paired differences), and the effective receptive field's radii (pixels, over the seeds)."""
 
 
 def compare_regions(models: list[ModelResult], replicates: int = 1000, seed: int = 0,
@@ -178,6 +182,10 @@ def compare_regions(models: list[ModelResult], replicates: int = 1000, seed: int
     stats = _region_statistics()
     base = models[0] if models else None
     for model in models:
+        for key in ('radius_50', 'radius_95'):
+            values = [r.erf[key] for r in model.runs if key in r.erf]
+            if values:
+                model.region_summary[f'ERF {key}'] = mean_interval(values)
         for key, (names, fn) in stats.items():
             runs = [r for r in model.runs if key in r.region_counts]
             if not runs:

@@ -166,13 +166,17 @@ def _region_table(result: Comparison) -> str:
         row = [m.spec.label]
         for n in names:
             row.append(_mean_std(m.region_summary.get(n)))
-            row.append('baseline' if i == 0 else difference_text(m.region_difference.get(n)))
+            if not n.startswith('ERF'):
+                row.append('baseline' if i == 0 else difference_text(m.region_difference.get(n)))
         rows.append(row)
-    header = ['model'] + [h for n in names for h in (f'{n} (mean ± std)', f'{n} vs baseline [95% CI]')]
+    header = ['model'] + [h for n in names for h in ((f'{n} (mean ± std)',) if n.startswith('ERF') else
+                                                    (f'{n} (mean ± std)', f'{n} vs baseline [95% CI]'))]
     return ('Where the models differ beyond mIoU (percent; docs/metrics.md): bIoU is the mean Boundary IoU '
             '(band 2% of the image diagonal), recall.<size> the share of ground-truth objects of that size found '
             '(half their pixels right; small < 0.1% of the image, large >= 1%); differences paired by seed, '
-            'intervals over the seeds and the validation images as for mIoU:\n\n' + _table(header, rows))
+            'intervals over the seeds and the validation images as for mIoU. ERF radius_50 / radius_95: the '
+            'half-width in pixels of the centred square holding 50% / 95% of the effective receptive field '
+            '(input gradient of the centre pixel, Luo et al. 2016), over the seeds:\n\n' + _table(header, rows))
 
 
 def _costs_table(result: Comparison) -> str:

@@ -358,6 +358,8 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
             evaluate(str(run.dir / f'iter_{run.iters}.pth'), out=str(run.dir / 'metrics.json'),
                      num_workers=prof['num_workers'] if num_workers is None else num_workers,
                      precision=prof['precision'], channels_last=prof['channels_last'], metrics=REGION_METRICS)
+        if not (run.dir / 'erf.json').is_file():
+            _write_erf(run, prof)
         record = read_json(run.dir / 'run.json') or {}
         if not record.get('done'):
             status = read_json(run.dir / 'status.json') or {}
@@ -375,6 +377,39 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
     result.notes = [f'Not finished, left out: {line}.' for line in missing] + result.notes
     result.command = plan.get('command', '')
     return result
+
+
+ERF_IMAGES = 32
+"""Validation images the effective receptive field of a run is averaged over."""
+
+
+def _write_erf(run: PlannedRun, prof: dict) -> None:
+    """The effective receptive field of a finished run (its checkpoint reloaded): ``<run>/erf.json`` with the
+    50 % / 95 % radii and areas and the heatmap (the mean absolute input gradient of the centre pixel's
+    predicted-class logit over the first :data:`ERF_IMAGES` validation images of the first image's size;
+    :mod:`seg.evaluation.erf`). fp32, BatchNorm as trained."""
+    from seg.datasets.collate import seg_collate
+    from seg.evaluation.erf import effective_receptive_field, erf_radius
+
+    from .model_io import model_from_checkpoint
+
+    model, cfg, _ = model_from_checkpoint(str(run.dir / f'iter_{run.iters}.pth'), device=prof['device'])
+    dataset = DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
+    samples = []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if 'inputs' not in sample or (samples and sample['inputs'].shape != samples[0]['inputs'].shape):
+            continue
+        samples.append(sample)
+        if len(samples) == ERF_IMAGES:
+            break
+    if not samples:
+        return
+    batch = model.data_preprocessor(seg_collate(samples), False)
+    heatmap = effective_receptive_field(lambda x: model(x, mode='tensor'), batch['inputs'].float())
+    record = dict(erf_radius(heatmap), images=len(samples), size=list(heatmap.shape),
+                  heatmap=(heatmap / max(heatmap.max(), 1e-30)).round(4).tolist())
+    (run.dir / 'erf.json').write_text(json.dumps(record))
 
 
 def _with_costs(run: Run, run_dir: Path) -> Run:
@@ -399,6 +434,9 @@ def _with_costs(run: Run, run_dir: Path) -> Run:
     if metrics.get('images_per_second') is not None:
         costs['eval_images_per_second'] = metrics['images_per_second']
     run.region_counts = {k: v for k, v in (metrics.get('region_counts') or {}).items() if v}
+    erf = read_json(run_dir / 'erf.json')
+    if erf:
+        run.erf = {k: v for k, v in erf.items() if k.startswith(('radius_', 'area_'))}
     run.costs.update(costs)
     return run
 
