@@ -83,6 +83,10 @@ def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_compariso
     assert diff.verdict == 'too few seeds' and len(diff.per_seed) == 2
     assert diff.mean == sequential.models[1].region_difference['bIoU'].mean
     assert 'bIoU (mean ± std)' in to_markdown(parallel)
+    # what the criss-cross attention attends to, per pass and composed; FCN has no attention module
+    cc = parallel.models[1].attention_summary
+    assert cc and all(0 <= v['same_class_mass'].mean <= 1 and 0 <= v['entropy'].mean <= 1 for v in cc.values())
+    assert not parallel.models[0].attention_summary and 'same-class mass' in to_markdown(parallel)
     assert parallel.schedule['iters'] == 4 and parallel.schedule['pretrained'] == 'none (from scratch)'
 
 

@@ -39,6 +39,9 @@ class Run:
             [N, 3, 2, C], ...: :mod:`seg.evaluation.region_metrics`), when its evaluation computed them.
         erf: its effective receptive field's ``radius_50`` / ``radius_95`` (px, chessboard) and ``area_*``
             (:func:`seg.evaluation.erf.erf_radius`), when the comparison measured it.
+        attention: per attention module and map (``'decode_head.context/composed'``), what its rows attend
+            to (same-class mass, its uniform baseline, normalised entropy, mean distance) or a gate's spread
+            and class gap (:mod:`seg.evaluation.attention_stats`), when the comparison measured it.
         costs: what the run's own logs say it cost: ``train_s_per_iter``, ``train_peak_gpu_mib`` (mmengine's
             logged ``torch.cuda.max_memory_allocated``) or ``train_peak_rss_mib`` (its process), and
             ``eval_images_per_second``.
@@ -52,6 +55,7 @@ class Run:
     costs: dict = field(default_factory=dict)
     region_counts: dict = field(default_factory=dict)
     erf: dict = field(default_factory=dict)
+    attention: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +85,7 @@ class ModelResult:
     published: dict | None = None
     region_summary: dict[str, Interval] = field(default_factory=dict)
     region_difference: dict[str, Difference] = field(default_factory=dict)
+    attention_summary: dict[str, dict[str, Interval]] = field(default_factory=dict)
     summary: dict[str, Interval] = field(default_factory=dict)
     difference: Difference | None = None
     class_difference: dict[str, Difference] = field(default_factory=dict)
@@ -182,6 +187,11 @@ def compare_regions(models: list[ModelResult], replicates: int = 1000, seed: int
     stats = _region_statistics()
     base = models[0] if models else None
     for model in models:
+        maps = sorted({k for r in model.runs for k in r.attention})
+        for key in maps:
+            names = sorted({s for r in model.runs for s in r.attention.get(key, {})})
+            model.attention_summary[key] = {s: mean_interval([r.attention[key][s] for r in model.runs
+                                                              if s in r.attention.get(key, {})]) for s in names}
         for key in ('radius_50', 'radius_95'):
             values = [r.erf[key] for r in model.runs if key in r.erf]
             if values:

@@ -123,6 +123,8 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
         parts.append(table)
     if trained and (table := _region_table(result)):
         parts.append(table)
+    if trained and (table := _attention_table(result)):
+        parts.append(table)
     if trained and (table := _differences_table(result)):
         parts.append(table)
     if per_class and trained and result.classes:
@@ -177,6 +179,27 @@ def _region_table(result: Comparison) -> str:
             'intervals over the seeds and the validation images as for mIoU. ERF radius_50 / radius_95: the '
             'half-width in pixels of the centred square holding 50% / 95% of the effective receptive field '
             '(input gradient of the centre pixel, Luo et al. 2016), over the seeds:\n\n' + _table(header, rows))
+
+
+_ATTENTION_STATS = (('same_class_mass', 'same-class mass'), ('baseline', 'uniform baseline'),
+                    ('entropy', 'entropy (norm.)'), ('distance', 'mean distance (feature px)'),
+                    ('spread', 'gate spread (std)'), ('class_gap', 'gate class gap'))
+
+
+def _attention_table(result: Comparison) -> str:
+    """What each attention module attends to, mean ± std over the seeds."""
+    rows = []
+    for m in result.models:
+        for key, stats in m.attention_summary.items():
+            rows.append([m.spec.label, f'`{key}`'] + [_mean_std(stats.get(s)) for s, _ in _ATTENTION_STATS])
+    if not rows:
+        return ''
+    return ('What the attention modules attend to (docs/metrics.md; validation images, ground truth at feature '
+            'resolution): a row\'s weight on pixels of the query\'s own class against what uniform attention '
+            'would give, its entropy over the valid positions (1 = uniform), the expected distance to what it '
+            'attends to; for gates, the spread of the gate values and how much the mean gate differs between '
+            'classes. Mean ± std over the seeds:\n\n'
+            + _table(['model', 'module / map'] + [name for _, name in _ATTENTION_STATS], rows))
 
 
 def _costs_table(result: Comparison) -> str:
@@ -308,6 +331,7 @@ def to_json(result: Comparison) -> dict:
                        train_seconds=r.metrics.train_seconds if r.metrics else None, costs=r.costs) for r in m.runs],
             published=m.published,
             region_summary={k: iv.as_dict() for k, iv in m.region_summary.items()},
+            attention_summary={k: {s: iv.as_dict() for s, iv in v.items()} for k, v in m.attention_summary.items()},
             region_difference={k: iv.detail() | iv.as_dict() for k, iv in m.region_difference.items()},
             summary={k: iv.as_dict() for k, iv in m.summary.items()},
             difference=m.difference.as_dict() if m.difference else None,
