@@ -192,7 +192,6 @@ def test_legend():
 
 def test_class_differences_are_a_compact_grid_for_many_classes(tmp_path):
     import cv2
-    import numpy as np
     import pytest
 
     from seg.visualization.plots import plot_class_differences
