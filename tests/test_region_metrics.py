@@ -49,7 +49,7 @@ def test_eval_tool_writes_boundary_and_object_metrics(tmp_path):
     model = randomize(build_model(load_config(str(config))))
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, tmp_path / 'm.pth')
     out = subprocess.run([sys.executable, 'tools/eval.py', '--ckpt', str(tmp_path / 'm.pth'), '--config', str(config),
-                          '--metrics', 'boundary', 'objects', '--out', str(tmp_path / 'm.json'), '--precision', 'fp32',
+                          '--metrics', 'boundary', 'objects', 'erf', 'attention', '--out', str(tmp_path / 'm.json'), '--precision', 'fp32',
                           '--num-workers', '0'], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -60,3 +60,7 @@ def test_eval_tool_writes_boundary_and_object_metrics(tmp_path):
     pooled = np.asarray(counts['boundary']).sum(0)
     assert payload['metrics']['bIoU'] == pytest.approx(float(boundary_miou(pooled)), abs=0.01)
     assert set(payload['metrics']) >= {'trimap@1px', 'trimap@16px', 'recall.medium', 'sizeIoU.large'}
+    assert payload['erf']['images'] == 3 and payload['erf']['radius_50'] <= payload['erf']['radius_95']
+    # the demo network's criss-cross head: each pass and the composition, rows that sum to one
+    assert payload['attention'] and all(0 <= v['entropy'] <= 1 for v in payload['attention'].values())
+    assert 'effective receptive field: radius_50' in out.stdout

@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto')
     parser.add_argument('--no-fold-bn', action='store_true', help='keep the BatchNorms (slower, same results)')
     parser.add_argument('--num-workers', type=int, default=2)
-    parser.add_argument('--metrics', nargs='+', default=[], choices=['boundary', 'objects'],
+    parser.add_argument('--metrics', nargs='+', default=[], choices=['boundary', 'objects', 'erf', 'attention'],
                         help='beyond mIoU (docs/metrics.md): boundary (Boundary IoU, trimap accuracy), '
-                             'objects (recall and IoU by object size)')
+                             'objects (recall and IoU by object size), erf (effective receptive field), '
+                             'attention (what each attention module attends to)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args(argv)
     tta = dict(ratios=args.tta_ratios, flip=True) if args.tta and args.tta_ratios else (True if args.tta else None)

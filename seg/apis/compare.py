@@ -66,6 +66,7 @@ from .compare_jobs import (
     write_plan,
 )
 from .evaluate import evaluate
+from .model_analysis import checkpoint_attention, checkpoint_erf
 from .model_io import build_model
 
 __all__ = ['CompareSettings', 'LaunchSettings', 'collect_comparison', 'plan_comparison', 'run_comparison',
@@ -358,10 +359,11 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
             evaluate(str(run.dir / f'iter_{run.iters}.pth'), out=str(run.dir / 'metrics.json'),
                      num_workers=prof['num_workers'] if num_workers is None else num_workers,
                      precision=prof['precision'], channels_last=prof['channels_last'], metrics=REGION_METRICS)
+        checkpoint = str(run.dir / f'iter_{run.iters}.pth')
         if not (run.dir / 'erf.json').is_file():
-            _write_erf(run, prof)
+            (run.dir / 'erf.json').write_text(json.dumps(checkpoint_erf(checkpoint, prof['device'])))
         if not (run.dir / 'attention.json').is_file():
-            _write_attention_stats(run, prof)
+            (run.dir / 'attention.json').write_text(json.dumps(checkpoint_attention(checkpoint, prof['device'])))
         record = read_json(run.dir / 'run.json') or {}
         if not record.get('done'):
             status = read_json(run.dir / 'status.json') or {}
@@ -379,121 +381,6 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
     result.notes = [f'Not finished, left out: {line}.' for line in missing] + result.notes
     result.command = plan.get('command', '')
     return result
-
-
-ERF_IMAGES = 32
-"""Validation images the effective receptive field of a run is averaged over."""
-
-
-def _write_erf(run: PlannedRun, prof: dict) -> None:
-    """The effective receptive field of a finished run (its checkpoint reloaded): ``<run>/erf.json`` with the
-    50 % / 95 % radii and areas and the heatmap (the mean absolute input gradient of the centre pixel's
-    predicted-class logit over the first :data:`ERF_IMAGES` validation images of the first image's size;
-    :mod:`seg.evaluation.erf`). fp32, BatchNorm as trained."""
-    from seg.datasets.collate import seg_collate
-    from seg.evaluation.erf import effective_receptive_field, erf_radius
-
-    from .model_io import model_from_checkpoint
-
-    model, cfg, _ = model_from_checkpoint(str(run.dir / f'iter_{run.iters}.pth'), device=prof['device'])
-    dataset = DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
-    samples = []
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        if 'inputs' not in sample or (samples and sample['inputs'].shape != samples[0]['inputs'].shape):
-            continue
-        samples.append(sample)
-        if len(samples) == ERF_IMAGES:
-            break
-    if not samples:
-        return
-    batch = model.data_preprocessor(seg_collate(samples), False)
-    heatmap = effective_receptive_field(lambda x: model(x, mode='tensor'), batch['inputs'].float())
-    record = dict(erf_radius(heatmap), images=len(samples), size=list(heatmap.shape),
-                  heatmap=(heatmap / max(heatmap.max(), 1e-30)).round(4).tolist())
-    (run.dir / 'erf.json').write_text(json.dumps(record))
-
-
-ATTENTION_IMAGES, ATTENTION_POINTS = 8, 64
-"""Validation images, and query pixels per image, of a run's attention statistics."""
-
-
-def _write_attention_stats(run: PlannedRun, prof: dict) -> None:
-    """What each attention module of a finished run attends to (its checkpoint reloaded), on the first
-    :data:`ATTENTION_IMAGES` validation images: for :data:`ATTENTION_POINTS` query pixels of each image
-    (a fixed random draw of feature positions), every per-pixel attention map the module declares
-    (criss-cross passes and their composition, PAM and non-local rows) goes through
-    :func:`seg.evaluation.attention_stats.attention_row_stats` against the ground truth at feature
-    resolution (nearest); spatial and channel gates through ``gate_stats``. ``<run>/attention.json``
-    holds, per module and map, the means over every row: same-class mass, its uniform baseline,
-    normalised entropy and mean distance (in feature pixels); per gate, the spread and class gap."""
-    import cv2
-    import numpy as np
-
-    from seg.datasets.collate import seg_collate
-    from seg.evaluation.attention_stats import attention_means, attention_row_stats, gate_stats
-    from seg.visualization.attention import AttentionRecorder
-
-    from .model_io import model_from_checkpoint
-
-    model, cfg, _ = model_from_checkpoint(str(run.dir / f'iter_{run.iters}.pth'), device=prof['device'])
-    dataset = DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
-    num_classes, ignore = model.num_classes, dataset.metainfo['ignore_index']
-    rng = np.random.default_rng(0)
-    sums: dict[str, dict] = {}
-    gates: dict[str, list] = {}
-    recorder = AttentionRecorder(model)
-    if not recorder.modules:
-        (run.dir / 'attention.json').write_text(json.dumps({}))
-        return
-    for index in range(min(ATTENTION_IMAGES, len(dataset))):
-        sample = dataset[index]
-        if 'inputs' not in sample or 'gt_sem_seg' not in sample['data_samples']:
-            continue
-        batch = model.data_preprocessor(seg_collate([sample]), False)
-        recorder.records.clear()
-        with recorder, torch.no_grad():
-            model(batch['inputs'], mode='tensor')
-        gt = sample['data_samples']['gt_sem_seg'].numpy().astype(np.int64)
-        for name, module in recorder.modules.items():
-            records = recorder.records.get(name)
-            if not records:
-                continue
-            for key, amap in module.maps(records).items():
-                values = amap.values.float().numpy()
-                if amap.kind in ('spatial', 'channel'):
-                    labels = None
-                    if amap.kind == 'spatial':
-                        labels = cv2.resize(gt.astype(np.int32), values.shape[::-1], interpolation=cv2.INTER_NEAREST)
-                    gates.setdefault(f'{name}/{key}', []).append(gate_stats(values, labels, num_classes, ignore)
-                                                               if labels is not None else gate_stats(values))
-            probe = next((m for m in module.maps(records, lambda h, w: (0, 0)).values() if m.kind == 'point'), None)
-            if probe is None:
-                continue
-            h, w = probe.values.shape[-2:]
-            labels = cv2.resize(gt.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int64)
-            points = rng.integers(0, (h, w), size=(ATTENTION_POINTS, 2))
-            rows: dict[str, list] = {}
-            for y, x in points:
-                for key, amap in module.maps(records, lambda _h, _w, y=int(y), x=int(x): (y, x)).items():
-                    if amap.kind == 'point':
-                        rows.setdefault(key, []).append(amap.values.float().reshape(-1).numpy())
-            for key, row_list in rows.items():
-                part = attention_row_stats(np.stack(row_list), points, labels, num_classes, ignore)
-                total = sums.setdefault(f'{name}/{key}', {})
-                for k, v in part.items():
-                    total[k] = v if k == 'distance_edges' or k not in total else total[k] + v
-    out: dict = {}
-    for key, total in sums.items():
-        means = attention_means(total)['all']
-        out[key] = {k: float(v) for k, v in means.items() if np.ndim(v) == 0}
-    for key, stats in gates.items():
-        entry = {'spread': float(np.mean([g['std'] for g in stats]))}
-        gaps = [g['class_gap'] for g in stats if 'class_gap' in g and np.isfinite(g['class_gap'])]
-        if gaps:
-            entry['class_gap'] = float(np.nanmean(gaps))
-        out[key] = entry
-    (run.dir / 'attention.json').write_text(json.dumps(out))
 
 
 def _with_costs(run: Run, run_dir: Path) -> Run:

@@ -104,7 +104,10 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         fold_bn: fold the BatchNorms into the convolutions (exact up to rounding).
         metrics: beyond mIoU, any of ``'boundary'`` (Boundary IoU, trimap accuracy) and ``'objects'``
             (recall and IoU by object size) (:mod:`seg.evaluation.region_metrics`): printed, added to
-            the returned metrics, and their per-image counts written to ``out``.
+            the returned metrics, and their per-image counts written to ``out``; ``'erf'`` (the
+            effective receptive field's radii) and ``'attention'`` (what each attention module attends
+            to), which need the model itself (:mod:`seg.apis.model_analysis`): printed and written to
+            ``out``.
 
     Returns:
         The metrics (percent), or ``{}`` with ``format_only``.
@@ -138,10 +141,14 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     images: list[str] = []
     skipped: list[dict] = []
     region = None
-    if metrics and metric is not None:
+    unknown = sorted(set(metrics) - {'boundary', 'objects', 'erf', 'attention'})
+    if unknown:
+        raise ValueError(f'unknown metric(s) {unknown}; valid: boundary, objects, erf, attention')
+    counted = [m for m in metrics if m in ('boundary', 'objects')]
+    if counted and metric is not None:
         from seg.evaluation.region_metrics import RegionMetrics
 
-        region = RegionMetrics(metrics, len(dataset.metainfo['classes']), dataset.metainfo['ignore_index'])
+        region = RegionMetrics(counted, len(dataset.metainfo['classes']), dataset.metainfo['ignore_index'])
     start = time.perf_counter()
     with torch.inference_mode(), report_worker_crash():
         for batch in tqdm(loader, desc='eval', unit='img', dynamic_ncols=True):
@@ -170,9 +177,10 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         print('  '.join(f'{k}: {v:.2f}' for k, v in extra.items() if k.count('.') <= 1 and not k.startswith('bIoU.')))
     if skipped:
         print(left_out)
+    analyses = _model_analyses(ckpt, config, device, metrics)
     if out:
         _write_json(out, results, metric, ckpt, chosen, tta, classes, images, skipped, seconds,
-                    region.per_image() if region is not None else None)
+                    region.per_image() if region is not None else None, analyses)
     if plots:
         _write_plots(metric, classes, plots)
     return results
@@ -180,7 +188,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
 
 def _write_json(out: str, results: dict, metric, ckpt: str, precision: Precision, tta: dict | None,
                 classes: list, images: list[str], skipped: list[dict], seconds: float,
-                region_counts: dict | None = None) -> None:
+                region_counts: dict | None = None, analyses: dict | None = None) -> None:
     """``--out``: a top-level mIoU, per class, the confusion matrix, the per-image pixel counts a
     comparison's bootstrap needs, the files left out, and the evaluation's speed (data loading,
     inference and metric together)."""
@@ -191,8 +199,25 @@ def _write_json(out: str, results: dict, metric, ckpt: str, precision: Precision
                    seconds=round(seconds, 2), images_per_second=round(len(images) / seconds, 2) if seconds else None)
     if region_counts:
         payload['region_counts'] = region_counts  # per image, in the order of images
+    payload.update(analyses or {})
     with open(out, 'w') as f:
         json.dump(payload, f, indent=1)
+
+
+def _model_analyses(ckpt: str, config: str | None, device: str | None, metrics) -> dict:
+    """``erf`` and ``attention`` of :mod:`seg.apis.model_analysis`, as asked, printed."""
+    from .model_analysis import checkpoint_attention, checkpoint_erf
+
+    out = {}
+    if 'erf' in metrics:
+        out['erf'] = checkpoint_erf(ckpt, device, config=config)
+        print('effective receptive field: ' + ', '.join(f'{k} {v:.1f}' for k, v in out['erf'].items()
+                                                          if k.startswith(('radius_', 'area_'))))
+    if 'attention' in metrics:
+        out['attention'] = checkpoint_attention(ckpt, device, config=config)
+        for key, stats in out['attention'].items():
+            print(f'attention {key}: ' + ', '.join(f'{k} {v:.3f}' for k, v in stats.items()))
+    return out
 
 
 def _write_plots(metric, classes: list, folder: str) -> None:
