@@ -158,13 +158,9 @@ def test_backbone_r50_starts_from_the_imagenet_weights_it_finds(data, tmp_path, 
 def test_the_slurm_array_script_trains_the_run_of_its_index(data, tmp_path):
     """tools/slurm_compare.sh under stand-ins for srun and scontrol: array task 1 trains run 1 of the plan
     (through tools/slurm_train.sh: torchrun, --resume), and collect then reports the others unfinished."""
-    from .test_preemption import SCONTROL, SRUN
+    from .test_preemption import slurm_stand_ins
 
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    for name, text in (('srun', SRUN), ('scontrol', SCONTROL)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
+    bin_dir = slurm_stand_ins(tmp_path)
     out = tmp_path / 'cmp'
     run_comparison(['fcn'], settings_for(data, out, plan_only=True, iters=2), log=lambda m: None)
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',

@@ -150,15 +150,21 @@ SCONTROL = ('#!/bin/sh\nif [ "$1" = show ]; then echo 127.0.0.1; '
             'elif [ "$1" = requeue ]; then echo "$2" >> "$REQUEUED"; fi\n')
 
 
-def test_the_slurm_script_requeues_at_the_time_limit_and_the_requeued_job_finishes(tmp_path):
-    """tools/slurm_train.sh under stand-ins for srun and scontrol (srun runs its command, scontrol records
-    the requeue): SIGUSR1 to the batch script, as ``--signal=B:USR1@180`` sends it, stops the two workers
-    after their iteration with a checkpoint; the requeued job resumes from it and finishes."""
-    bin_dir = tmp_path / 'bin'
+def slurm_stand_ins(folder):
+    """``folder/bin`` with the ``srun`` and ``scontrol`` stand-ins; returns its path."""
+    bin_dir = folder / 'bin'
     bin_dir.mkdir()
     for name, text in (('srun', SRUN), ('scontrol', SCONTROL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def test_the_slurm_script_requeues_at_the_time_limit_and_the_requeued_job_finishes(tmp_path):
+    """tools/slurm_train.sh under stand-ins for srun and scontrol (srun runs its command, scontrol records
+    the requeue): SIGUSR1 to the batch script, as ``--signal=B:USR1@180`` sends it, stops the two workers
+    after their iteration with a checkpoint; the requeued job resumes from it and finishes."""
+    bin_dir = slurm_stand_ins(tmp_path)
     config = tmp_path / 'job.py'
     config.write_text(tiny_demo_config(tmp_path / 'synthetic', extra=DDP_EXTRA.replace('max_iters = 12', 'max_iters = 40')))
     work = tmp_path / 'work'
