@@ -46,8 +46,8 @@ def _main_exiting() -> None:
 
 
 def _on_stop_signal(signum: int, frame) -> None:
-    if _MAIN_EXITING.value:  # the main process is exiting and terminates its workers
-        os._exit(128 + signum)
+    if _MAIN_EXITING.value:  # the main process is exiting and terminates its workers: end cleanly (exit
+        os._exit(0)  # code 0; PyTorch's SIGCHLD handler in the main process reports any other end as a crash)
 
 
 def _shield_worker() -> None:
