@@ -154,27 +154,33 @@ def test_a_poisoned_stored_config_imports_and_calls_nothing(setup, key, tmp_path
     _assert_clean(marker)
 
 
-def test_a_comparison_evaluates_its_runs_through_the_check(setup, tmp_path):
-    """A comparison evaluates a run's final checkpoint with ``evaluate`` (its collect step)."""
-    from seg.apis.compare import _train_run
+def test_a_comparisons_collect_step_checks_runs_and_plan(setup, tmp_path):
+    """``tools/compare.py --collect`` evaluates a run's final checkpoint (its stored config checked) and
+    rebuilds the models from ``plan.json`` (a stored config too: checked the same way)."""
+    import json
+
+    from seg.apis.compare import collect_comparison
     from seg.engine.checkpoint import load_checkpoint
 
-    _, marker, paths, _ = setup
-    ckpt = load_checkpoint(paths['model.decode_head.type'])
-    run_dir = tmp_path / 'runs' / 'x' / 'seed0'
+    tmp, marker, paths, _ = setup
+    model = torch.load(tmp / 'good.pth', weights_only=True)['meta']['cfg']['model']
+    out = tmp_path / 'cmp'
+    run_dir = out / 'runs' / 'x' / 'seed0'
     run_dir.mkdir(parents=True)
-    torch.save(ckpt, run_dir / 'iter_1.pth')
-
-    class Settings:
-        iters = 1
-        num_workers = 0
-        precision = 'fp32'
-        channels_last = False
-
-    from mmengine.config import Config
-
-    with pytest.raises(ValueError, match=r'decode_head\.type .*not a registered type|dotted'):
-        _train_run('x', Config(dict(model=dict(type='EncoderDecoder'))), run_dir, Settings(), 0, lambda m: None)
+    torch.save(load_checkpoint(paths['model.decode_head.type']), run_dir / 'iter_1.pth')
+    plan = dict(models=[dict(label='x', kind='head', name='CCHead', options={}, model=model)], classes=[],
+                context_pair=[], schedule={}, command='', backbone='demo', size=[32, 64],
+                profile=dict(device='cpu', batch=1, warmup=0, repeat=0, bootstrap=10, num_workers=0,
+                             precision='fp32', channels_last=False),
+                runs=[dict(label='x', seed=0, dir='runs/x/seed0', iters=1)])
+    (out / 'plan.json').write_text(json.dumps(plan))
+    with pytest.raises(ValueError, match=r'decode_head\.type .*dotted'):
+        collect_comparison(out, log=lambda m: None)
+    _assert_clean(marker)
+    plan['models'][0]['model'] = dict(model, decode_head=dict(model['decode_head'], type='evilmod.touch'))
+    (out / 'plan.json').write_text(json.dumps(plan))
+    with pytest.raises(ValueError, match=r'plan\.json: model\.decode_head\.type'):
+        collect_comparison(out, log=lambda m: None)
     _assert_clean(marker)
 
 
