@@ -87,6 +87,10 @@ def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_compariso
     cc = parallel.models[1].attention_summary
     assert cc and all(0 <= v['same_class_mass'].mean <= 1 and 0 <= v['entropy'].mean <= 1 for v in cc.values())
     assert not parallel.models[0].attention_summary and 'same-class mass' in to_markdown(parallel)
+    from seg.apis.compare import write_report
+
+    paths = write_report(parallel, str(tmp_path / 'report'))
+    assert os.path.getsize(paths['trimap']) > 0 and os.path.getsize(paths['differences']) > 0
     assert parallel.schedule['iters'] == 4 and parallel.schedule['pretrained'] == 'none (from scratch)'
 
 

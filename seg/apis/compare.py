@@ -494,6 +494,22 @@ def run_comparison(specs: Sequence[str | ModelSpec], settings: CompareSettings,
     return _assemble(parsed, models, runs, [], (), {}, settings, settings.backbone or 'demo', log)
 
 
+def _trimap_curves(result: Comparison) -> list[tuple[str, list[float], list[float]]]:
+    """Per model with trimap counts: the accuracy at each band width, mean and std over its runs."""
+    import numpy as np
+
+    from seg.evaluation.region_metrics import trimap_accuracy
+
+    curves = []
+    for m in result.models:
+        runs = [trimap_accuracy(np.asarray(r.region_counts['trimap']).sum(0)) for r in m.runs if 'trimap' in r.region_counts]
+        if runs:
+            values = np.stack(runs)  # [runs, widths]
+            std = values.std(0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1])
+            curves.append((m.spec.label, values.mean(0).tolist(), std.tolist()))
+    return curves
+
+
 def write_report(result: Comparison, out_dir: str, chart_x: str = 'latency') -> dict[str, str]:
     """Write ``report.md``, ``results.json``, ``compare.csv`` and the charts into ``out_dir``.
 
@@ -535,6 +551,15 @@ def write_report(result: Comparison, out_dir: str, chart_x: str = 'latency') -> 
         plot_class_differences(result.classes, rows, paths['differences'],
                                title=f'IoU difference from {result.models[0].spec.label}')
         images = '\n\n![per-class IoU differences](class_differences.png)'
+    trimap = _trimap_curves(result)
+    if trimap:
+        from seg.evaluation.region_metrics import TRIMAP_WIDTHS
+        from seg.visualization.plots import plot_curves
+
+        paths['trimap'] = str(out / 'trimap.png')
+        plot_curves(TRIMAP_WIDTHS, trimap, paths['trimap'], 'band width around the ground-truth boundaries (px)',
+                    'pixel accuracy in the band (%)', 'Trimap accuracy, mean ± std over the seeds', log_x=True)
+        images += '\n\n![trimap accuracy](trimap.png)'
     report = (to_markdown(result) + f'\n![mIoU against cost](miou_latency.png){images}\n')
     Path(paths['report']).write_text(report)
     Path(paths['json']).write_text(json.dumps(to_json(result), indent=1))

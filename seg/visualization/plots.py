@@ -15,7 +15,7 @@ import numpy as np
 
 from seg.engine.logs import read_scalars
 
-__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_class_differences', 'plot_confusion_matrix',
+__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_class_differences', 'plot_curves', 'plot_confusion_matrix',
            'plot_per_class_iou', 'plot_training_curves', 'plot_tradeoff']
 
 
@@ -77,6 +77,43 @@ def plot_tradeoff(points: Sequence[tuple], path: str, xlabel: str, ylabel: str, 
     # Room for the labels right of the rightmost point.
     span = (max(xs) - min(xs)) or max(abs(max(xs)), 1.0)
     ax.set_xlim(min(xs) - 0.05 * span, max(xs) + 0.25 * span)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_curves(x: Sequence[float], series: Sequence[tuple[str, Sequence[float], Sequence[float] | None]],
+                path: str, xlabel: str, ylabel: str, title: str = '', log_x: bool = False) -> str:
+    """One line per model, e.g. trimap accuracy against the band width, with an optional band.
+
+    Args:
+        x: the x values, shared by every line.
+        series: per model, ``(label, y values, half-width of a band or None)``.
+        path: PNG to write.
+        xlabel, ylabel, title: axis labels and title.
+        log_x: a log-2 x axis (band widths 1, 2, 4, 8, 16).
+
+    Raises:
+        ValueError: no line, or a line of another length than ``x``.
+    """
+    if not series or any(len(ys) != len(x) for _, ys, _ in series):
+        raise ValueError(f'need at least one line of {len(x)} values')
+    fig = _figure(6.5, 4.0)
+    ax = fig.add_subplot()
+    xs = np.asarray(x, dtype=np.float64)
+    for i, (label, ys, half) in enumerate(series):
+        y = np.asarray(ys, dtype=np.float64)
+        ax.plot(xs, y, marker='o', color=f'C{i % 10}', label=label)
+        if half is not None:
+            h = np.asarray(half, dtype=np.float64)
+            ax.fill_between(xs, y - h, y + h, color=f'C{i % 10}', alpha=0.15, linewidth=0)
+    if log_x:
+        ax.set_xscale('log', base=2)
+        ax.set_xticks(xs, [f'{v:g}' for v in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
