@@ -510,6 +510,19 @@ def _trimap_curves(result: Comparison) -> list[tuple[str, list[float], list[floa
     return curves
 
 
+def _erf_maps(result: Comparison) -> list[tuple[str, object]]:
+    """Per model whose runs measured it: the mean of their normalised ERF heatmaps (``erf.json``)."""
+    import numpy as np
+
+    maps = []
+    for m in result.models:
+        heat = [np.asarray(e['heatmap']) for e in (read_json(Path(r.work_dir) / 'erf.json') or {} for r in m.runs
+                                                   if r.work_dir) if e.get('heatmap')]
+        if heat and all(h.shape == heat[0].shape for h in heat):
+            maps.append((m.spec.label, np.mean(heat, axis=0)))
+    return maps if maps and all(a.shape == maps[0][1].shape for _, a in maps) else []
+
+
 def write_report(result: Comparison, out_dir: str, chart_x: str = 'latency') -> dict[str, str]:
     """Write ``report.md``, ``results.json``, ``compare.csv`` and the charts into ``out_dir``.
 
@@ -560,6 +573,14 @@ def write_report(result: Comparison, out_dir: str, chart_x: str = 'latency') -> 
         plot_curves(TRIMAP_WIDTHS, trimap, paths['trimap'], 'band width around the ground-truth boundaries (px)',
                     'pixel accuracy in the band (%)', 'Trimap accuracy, mean ± std over the seeds', log_x=True)
         images += '\n\n![trimap accuracy](trimap.png)'
+    erf = _erf_maps(result)
+    if erf:
+        from seg.visualization.plots import plot_heatmaps
+
+        paths['erf'] = str(out / 'erf.png')
+        plot_heatmaps(erf, paths['erf'], 'Effective receptive field of the centre pixel (mean over the seeds; '
+                      '+: the centre)', 'input gradient, normalised')
+        images += '\n\n![effective receptive fields](erf.png)'
     report = (to_markdown(result) + f'\n![mIoU against cost](miou_latency.png){images}\n')
     Path(paths['report']).write_text(report)
     Path(paths['json']).write_text(json.dumps(to_json(result), indent=1))

@@ -15,7 +15,7 @@ import numpy as np
 
 from seg.engine.logs import read_scalars
 
-__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_class_differences', 'plot_curves', 'plot_confusion_matrix',
+__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_class_differences', 'plot_curves', 'plot_heatmaps', 'plot_confusion_matrix',
            'plot_per_class_iou', 'plot_training_curves', 'plot_tradeoff']
 
 
@@ -115,6 +115,30 @@ def plot_curves(x: Sequence[float], series: Sequence[tuple[str, Sequence[float],
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_heatmaps(maps: Sequence[tuple[str, np.ndarray]], path: str, title: str = '', label: str = '') -> str:
+    """Side-by-side heatmaps of the same size (e.g. one effective receptive field per model), one colour scale.
+
+    Raises:
+        ValueError: no map, or maps of different shapes.
+    """
+    if not maps or any(np.shape(m) != np.shape(maps[0][1]) or np.ndim(m) != 2 for _, m in maps):
+        raise ValueError('need at least one [H, W] map, all of one shape')
+    h, w = np.shape(maps[0][1])
+    fig = _figure(min(20.0, 0.5 + 3.2 * len(maps)), 0.9 + 3.2 * h / max(w, 1))
+    top = max(float(np.max(m)) for _, m in maps) or 1.0
+    image = None
+    for i, (name, m) in enumerate(maps):
+        ax = fig.add_subplot(1, len(maps), i + 1)
+        image = ax.imshow(np.asarray(m, dtype=np.float64), cmap='magma', vmin=0.0, vmax=top, interpolation='nearest')
+        ax.plot([w // 2], [h // 2], marker='+', color='cyan', markersize=8)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.colorbar(image, ax=fig.axes, fraction=0.02, pad=0.01, label=label)
     return _save(fig, path)
 
 
