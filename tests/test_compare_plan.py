@@ -184,14 +184,15 @@ def test_published_results_are_read_from_the_readmes_and_shown_beside_the_measur
     from seg.analysis.comparison import Comparison, ModelResult, Run
     from seg.analysis.profile import CostReport
     from seg.analysis.report import to_json, to_markdown
-    from seg.analysis.results import RunMetrics, published_for
+    from seg.analysis.results import RunMetrics, published_for, published_results
     from seg.analysis.specs import ModelSpec
 
     recipe = 'configs/ccnet/ccnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'
-    fcn = published_for('fcn', recipe, f'{ROOT}/configs')
+    table = published_results(f'{ROOT}/configs')
+    fcn = published_for('fcn', recipe, table)
     assert fcn['mIoU'] == 73.61 and 'fcn_r50-d8_512x1024_80k_cityscapes' in fcn['url']
-    assert published_for('danet', recipe, f'{ROOT}/configs')['mIoU'] == 79.34
-    assert published_for('se', recipe, f'{ROOT}/configs') is None  # no published run: nothing invented
+    assert published_for('danet', recipe, table)['mIoU'] == 79.34
+    assert published_for('se', recipe, table) is None  # no published run: nothing invented
     runs = [Run(s, None, RunMetrics(70.0 + s, 80.0, 90.0, {}, 'x'), costs={'train_s_per_iter': 0.5 + s})
             for s in range(3)]
     cost = CostReport(params=1, head_params=1, flops=1, head_flops=1, input_size=(8, 8))

@@ -11,6 +11,7 @@ import argparse
 from mmengine.config import DictAction
 
 from seg.apis import evaluate
+from seg.apis.evaluate import EVAL_METRICS
 from seg.engine.precision import PRECISIONS
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto')
     parser.add_argument('--no-fold-bn', action='store_true', help='keep the BatchNorms (slower, same results)')
     parser.add_argument('--num-workers', type=int, default=2)
-    parser.add_argument('--metrics', nargs='+', default=[], choices=['boundary', 'objects', 'erf', 'attention'],
+    parser.add_argument('--metrics', nargs='+', default=[], choices=EVAL_METRICS,
                         help='beyond mIoU (docs/metrics.md): boundary (Boundary IoU, trimap accuracy), '
                              'objects (recall and IoU by object size), erf (effective receptive field), '
                              'attention (what each attention module attends to)')

@@ -75,19 +75,20 @@ def _read_scalars(work_dir: Path) -> RunMetrics | None:
     return _from_metric_dict(last.values, f'{last.path} (last validation, step {last.step})')
 
 
-def read_run_metrics(work_dir: str | os.PathLike | None) -> RunMetrics | None:
+def read_run_metrics(work_dir: str | os.PathLike | None, payload: dict | None = None) -> RunMetrics | None:
     """The accuracy a run's work directory records, or None when it records none.
 
     Looks, in order, at ``metrics.json`` (what ``tools/eval.py --out`` and the comparison write),
     then at mmengine's ``<timestamp>/vis_data/scalars.json`` as :func:`seg.engine.logs.read_scalars`
     reads them (the validation of the best checkpoint ``best_mIoU_iter_N.pth``, else the last
-    validation). ``run.json`` (a comparison run's record) adds the training time.
+    validation). ``run.json`` (a comparison run's record) adds the training time. ``payload``: the
+    ``metrics.json`` already read (it is not read again).
     """
     if not work_dir or not os.path.isdir(work_dir):
         return None
     work = Path(work_dir)
     result = None
-    payload = read_json(work / 'metrics.json')
+    payload = read_json(work / 'metrics.json') if payload is None else payload
     if payload is not None:
         values = payload.get('metrics', payload)
         result = _from_metric_dict(values if isinstance(values, dict) else {}, str(work / 'metrics.json'))
@@ -99,10 +100,11 @@ def read_run_metrics(work_dir: str | os.PathLike | None) -> RunMetrics | None:
     return result
 
 
-def read_per_image_counts(work_dir: str | os.PathLike) -> tuple[list[str], np.ndarray] | None:
+def read_per_image_counts(work_dir: str | os.PathLike,
+                          payload: dict | None = None) -> tuple[list[str], np.ndarray] | None:
     """The evaluated images and their (N, 3, C) pixel counts ``(tp, gt_area, pred_area)`` from
-    ``metrics.json``, or None when the run did not record them."""
-    payload = read_json(Path(work_dir) / 'metrics.json')
+    ``metrics.json`` (``payload``: it, already read), or None when the run did not record them."""
+    payload = read_json(Path(work_dir) / 'metrics.json') if payload is None else payload
     if payload is None or 'per_image_counts' not in payload:
         return None
     counts = np.asarray(payload['per_image_counts'], dtype=np.int64)
@@ -139,10 +141,10 @@ def published_results(configs_dir: str | os.PathLike) -> dict[str, dict]:
     return found
 
 
-def published_for(label: str, recipe: str | None, configs_dir: str | os.PathLike) -> dict | None:
+def published_for(label: str, recipe: str | None, published: dict[str, dict]) -> dict | None:
     """The published result of model ``label`` trained with ``recipe``: the config of that method with the
     recipe's setting (``ccnet_r50-d8_4xb2-80k_cityscapes-512x1024.py`` -> ``fcn_r50-d8_4xb2-80k_...`` for
-    ``fcn``), when a README lists one."""
+    ``fcn``), when ``published`` (:func:`published_results`) lists one."""
     if not recipe:
         return None
     stem = Path(recipe).name
@@ -150,4 +152,4 @@ def published_for(label: str, recipe: str | None, configs_dir: str | os.PathLike
         return None
     setting = stem.split('_', 1)[1]
     method = label.split(':', 1)[0].lower()
-    return published_results(configs_dir).get(f'{method}_{setting}')
+    return published.get(f'{method}_{setting}')

@@ -46,7 +46,13 @@ from seg.analysis.comparison import (
 from seg.analysis.measure import environment
 from seg.analysis.profile import profile_segmentor
 from seg.analysis.report import to_csv, to_json, to_markdown
-from seg.analysis.results import published_for, read_json, read_per_image_counts, read_run_metrics
+from seg.analysis.results import (
+    published_for,
+    published_results,
+    read_json,
+    read_per_image_counts,
+    read_run_metrics,
+)
 from seg.analysis.specs import ModelSpec, parse_spec, safe_label, set_num_classes, spec_model
 from seg.engine.config import load_config, model_without_ignore_index
 from seg.engine.config_data import config_from_data, config_to_data
@@ -66,7 +72,7 @@ from .compare_jobs import (
     write_plan,
 )
 from .evaluate import evaluate
-from .model_analysis import checkpoint_attention, checkpoint_erf
+from .model_analysis import MODEL_ANALYSES, checkpoint_analyses
 from .model_io import build_model
 
 __all__ = ['CompareSettings', 'LaunchSettings', 'collect_comparison', 'plan_comparison', 'run_comparison',
@@ -230,9 +236,36 @@ def schedule_of(cfg: Config, settings: CompareSettings) -> dict:
 
 # ---------------------------------------------------------------------------------------------- runs
 def _finished_run(run_dir: Path, seed: int | None) -> Run:
-    counts = read_per_image_counts(run_dir)
+    """A run as its folder records it (``metrics.json`` read once): accuracy, per-image counts, the
+    counts of the metrics beyond mIoU, its ERF and attention statistics when measured, and its own
+    costs: training seconds per iteration (mmengine's log), peak GPU memory as mmengine logs it or the
+    peak resident memory of its process (``status.json``), evaluation images per second."""
+    from seg.engine.logs import read_scalars
+
+    payload = read_json(run_dir / 'metrics.json') or {}
+    counts = read_per_image_counts(run_dir, payload)
     images, per_image = counts if counts is not None else ([], None)
-    return Run(seed, str(run_dir), read_run_metrics(run_dir), per_image, images)
+    run = Run(seed, str(run_dir), read_run_metrics(run_dir, payload or None), per_image, images)
+    run.region_counts = {k: v for k, v in (payload.get('region_counts') or {}).items() if v}
+    run.attention = read_json(run_dir / 'attention.json') or {}
+    erf = read_json(run_dir / 'erf.json') or {}
+    run.erf = {k: v for k, v in erf.items() if k.startswith(('radius_', 'area_'))}
+    try:
+        train, _ = read_scalars(run_dir)
+    except FileNotFoundError:
+        train = []
+    times = [e.values['time'] for e in train if isinstance(e.values.get('time'), (int, float))]
+    if times:
+        run.costs['train_s_per_iter'] = round(sum(times) / len(times), 4)
+    memory = [e.values['memory'] for e in train if isinstance(e.values.get('memory'), (int, float))]
+    if memory:
+        run.costs['train_peak_gpu_mib'] = max(memory)  # mmengine's LoggerHook: torch.cuda.max_memory_allocated
+    status = read_json(run_dir / 'status.json') or {}
+    if status.get('peak_rss_mib') is not None:
+        run.costs['train_peak_rss_mib'] = status['peak_rss_mib']
+    if payload.get('images_per_second') is not None:
+        run.costs['eval_images_per_second'] = payload['images_per_second']
+    return run
 
 
 def _recorded_runs(spec: ModelSpec, index: int, settings: CompareSettings) -> list[Run]:
@@ -262,12 +295,13 @@ def _check_pretrained(model: dict) -> None:
         raise FileNotFoundError(f'pretrained weights file {weights!r} does not exist')
 
 
-def _models(parsed: list[ModelSpec], settings: CompareSettings, base: Config | None) -> list[dict]:
+def _models(parsed: list[ModelSpec], settings: CompareSettings, base: Config | None,
+            num_classes: int | None = None) -> list[dict]:
     """The model config of every spec: on the backbone preset, else on the recipe's model (its
-    pretrained weights kept); trained on the recipe's data: its classes and ignore index."""
+    pretrained weights kept); trained on the recipe ``base``'s data: its ``num_classes`` classes and
+    its ignore index."""
     skeleton = backbone_skeleton(settings.backbone) if settings.backbone else \
         (base.model.to_dict() if base is not None and not settings.demo_recipe else backbone_skeleton('demo'))
-    num_classes = len(_dataset_info(base)[0]) if base is not None else None
     models = []
     for spec in parsed:
         model = load_config(spec.name).model.to_dict() if spec.kind == 'config' else \
@@ -290,7 +324,8 @@ def plan_comparison(parsed: list[ModelSpec], settings: CompareSettings, command:
     out = Path(settings.out_dir)
     base = _base_config(settings)
     classes, pair = _dataset_info(base)
-    models = _models(parsed, settings, base)
+    models = _models(parsed, settings, base, len(classes))
+    published = published_results(settings.configs_dir) if settings.recipe else {}
     runs, schedule = [], {}
     for spec, model in zip(parsed, models):
         _check_pretrained(model)
@@ -313,7 +348,7 @@ def plan_comparison(parsed: list[ModelSpec], settings: CompareSettings, command:
                                                    'precision', 'channels_last')}
     meta = dict(models=[dict(label=s.label, kind=s.kind, name=s.name, options=s.options, model=json.loads(
         json.dumps(config_to_data(Config(dict(model=m)))['model'])),
-        published=published_for(s.label, settings.recipe, settings.configs_dir)) for s, m in zip(parsed, models)],
+        published=published_for(s.label, settings.recipe, published)) for s, m in zip(parsed, models)],
         classes=classes, context_pair=list(pair), schedule=schedule, command=command,
         backbone=settings.backbone or 'recipe', size=list(_size(parsed, settings)), profile=profile)
     path = write_plan(out, runs, meta)
@@ -354,23 +389,21 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
         if state != 'done':
             missing.append(f'`{run.label}` seed {run.seed}: {state}' + (f' (last log line: {last})' if last else ''))
             continue
+        checkpoint = str(run.dir / f'iter_{run.iters}.pth')
         if 'region_counts' not in (read_json(run.dir / 'metrics.json') or {}):
             log(f'   evaluating {run.label} seed {run.seed}')
-            evaluate(str(run.dir / f'iter_{run.iters}.pth'), out=str(run.dir / 'metrics.json'),
+            evaluate(checkpoint, out=str(run.dir / 'metrics.json'),
                      num_workers=prof['num_workers'] if num_workers is None else num_workers,
                      precision=prof['precision'], channels_last=prof['channels_last'], metrics=REGION_METRICS)
-        checkpoint = str(run.dir / f'iter_{run.iters}.pth')
-        if not (run.dir / 'erf.json').is_file():
-            (run.dir / 'erf.json').write_text(json.dumps(checkpoint_erf(checkpoint, prof['device'])))
-        if not (run.dir / 'attention.json').is_file():
-            (run.dir / 'attention.json').write_text(json.dumps(checkpoint_attention(checkpoint, prof['device'])))
+        missing_analyses = [a for a in MODEL_ANALYSES if not (run.dir / f'{a}.json').is_file()]
+        for name, result in checkpoint_analyses(checkpoint, missing_analyses, prof['device']).items():
+            (run.dir / f'{name}.json').write_text(json.dumps(result))
         record = read_json(run.dir / 'run.json') or {}
         if not record.get('done'):
             status = read_json(run.dir / 'status.json') or {}
-            record.update(done=True, checkpoint=str(run.dir / f'iter_{run.iters}.pth'),
-                          train_seconds=status.get('seconds'))
+            record.update(done=True, checkpoint=checkpoint, train_seconds=status.get('seconds'))
             (run.dir / 'run.json').write_text(json.dumps(record, indent=1))
-        by_label[run.label].append(_with_costs(_finished_run(run.dir, run.seed), run.dir))
+        by_label[run.label].append(_finished_run(run.dir, run.seed))
     for line in missing:
         log(f'   not in the comparison: {line}')
     settings = CompareSettings(size=tuple(plan['size']), **{k: v for k, v in prof.items()})
@@ -381,36 +414,6 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
     result.notes = [f'Not finished, left out: {line}.' for line in missing] + result.notes
     result.command = plan.get('command', '')
     return result
-
-
-def _with_costs(run: Run, run_dir: Path) -> Run:
-    """The run's own costs from its logs: training seconds per iteration, peak memory, evaluation fps."""
-    from seg.engine.logs import read_scalars
-
-    costs = {}
-    try:
-        train, _ = read_scalars(run_dir)
-    except FileNotFoundError:
-        train = []
-    times = [e.values['time'] for e in train if isinstance(e.values.get('time'), (int, float))]
-    if times:
-        costs['train_s_per_iter'] = round(sum(times) / len(times), 4)
-    memory = [e.values['memory'] for e in train if isinstance(e.values.get('memory'), (int, float))]
-    if memory:
-        costs['train_peak_gpu_mib'] = max(memory)  # mmengine's LoggerHook: torch.cuda.max_memory_allocated, MiB
-    status = read_json(run_dir / 'status.json') or {}
-    if status.get('peak_rss_mib') is not None:
-        costs['train_peak_rss_mib'] = status['peak_rss_mib']
-    metrics = read_json(run_dir / 'metrics.json') or {}
-    if metrics.get('images_per_second') is not None:
-        costs['eval_images_per_second'] = metrics['images_per_second']
-    run.region_counts = {k: v for k, v in (metrics.get('region_counts') or {}).items() if v}
-    run.attention = read_json(run_dir / 'attention.json') or {}
-    erf = read_json(run_dir / 'erf.json')
-    if erf:
-        run.erf = {k: v for k, v in erf.items() if k.startswith(('radius_', 'area_'))}
-    run.costs.update(costs)
-    return run
 
 
 def _assemble(specs: list[ModelSpec], models: list[dict], runs: list[list[Run]], classes: list[str],

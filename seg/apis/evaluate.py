@@ -17,12 +17,17 @@ from tqdm import tqdm
 
 from seg.engine.loops import report_worker_crash
 from seg.engine.precision import Precision, fast_model, resolve_precision
+from seg.evaluation.region_metrics import REGION_METRICS, RegionMetrics
 from seg.fileio import ensure_dir
 from seg.registry import DATASETS, METRICS
 
+from .model_analysis import MODEL_ANALYSES, checkpoint_analyses
 from .model_io import model_from_checkpoint
 
-__all__ = ['evaluate']
+__all__ = ['EVAL_METRICS', 'evaluate']
+
+EVAL_METRICS = REGION_METRICS + MODEL_ANALYSES
+"""What ``metrics`` (``tools/eval.py --metrics``) may name beyond mIoU."""
 
 
 def _dataset_cfg(cfg, split: str) -> dict:
@@ -141,13 +146,11 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
     images: list[str] = []
     skipped: list[dict] = []
     region = None
-    unknown = sorted(set(metrics) - {'boundary', 'objects', 'erf', 'attention'})
+    unknown = sorted(set(metrics) - set(EVAL_METRICS))
     if unknown:
-        raise ValueError(f'unknown metric(s) {unknown}; valid: boundary, objects, erf, attention')
-    counted = [m for m in metrics if m in ('boundary', 'objects')]
+        raise ValueError(f'unknown metric(s) {unknown}; valid: {", ".join(EVAL_METRICS)}')
+    counted = [m for m in metrics if m in REGION_METRICS]
     if counted and metric is not None:
-        from seg.evaluation.region_metrics import RegionMetrics
-
         region = RegionMetrics(counted, len(dataset.metainfo['classes']), dataset.metainfo['ignore_index'])
     start = time.perf_counter()
     with torch.inference_mode(), report_worker_crash():
@@ -177,7 +180,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         print('  '.join(f'{k}: {v:.2f}' for k, v in extra.items() if k.count('.') <= 1 and not k.startswith('bIoU.')))
     if skipped:
         print(left_out)
-    analyses = _model_analyses(ckpt, config, device, metrics)
+    analyses = _model_analyses(ckpt, config, device, [m for m in metrics if m in MODEL_ANALYSES])
     if out:
         _write_json(out, results, metric, ckpt, chosen, tta, classes, images, skipped, seconds,
                     region.per_image() if region is not None else None, analyses)
@@ -204,19 +207,14 @@ def _write_json(out: str, results: dict, metric, ckpt: str, precision: Precision
         json.dump(payload, f, indent=1)
 
 
-def _model_analyses(ckpt: str, config: str | None, device: str | None, metrics) -> dict:
-    """``erf`` and ``attention`` of :mod:`seg.apis.model_analysis`, as asked, printed."""
-    from .model_analysis import checkpoint_attention, checkpoint_erf
-
-    out = {}
-    if 'erf' in metrics:
-        out['erf'] = checkpoint_erf(ckpt, device, config=config)
+def _model_analyses(ckpt: str, config: str | None, device: str | None, which: list[str]) -> dict:
+    """The analyses of :mod:`seg.apis.model_analysis` in ``which`` (one model load), printed."""
+    out = checkpoint_analyses(ckpt, which, device, config)
+    if 'erf' in out:
         print('effective receptive field: ' + ', '.join(f'{k} {v:.1f}' for k, v in out['erf'].items()
                                                           if k.startswith(('radius_', 'area_'))))
-    if 'attention' in metrics:
-        out['attention'] = checkpoint_attention(ckpt, device, config=config)
-        for key, stats in out['attention'].items():
-            print(f'attention {key}: ' + ', '.join(f'{k} {v:.3f}' for k, v in stats.items()))
+    for key, stats in out.get('attention', {}).items():
+        print(f'attention {key}: ' + ', '.join(f'{k} {v:.3f}' for k, v in stats.items()))
     return out
 
 

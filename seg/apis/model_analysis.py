@@ -1,7 +1,8 @@
 """Analyses of a checkpoint that need its model, not only its predictions: the effective receptive
 field (:mod:`seg.evaluation.erf`) and what its attention modules attend to
-(:mod:`seg.evaluation.attention_stats`), on the validation images of its config. ``tools/eval.py
---metrics erf attention`` and a comparison's collect step call them.
+(:mod:`seg.evaluation.attention_stats`), on the validation images of its config.
+``tools/eval.py --metrics erf attention`` and a comparison's collect step call
+:func:`checkpoint_analyses`, which loads the model once for both.
 """
 from __future__ import annotations
 
@@ -19,21 +20,42 @@ from seg.visualization.attention import AttentionRecorder
 
 from .model_io import model_from_checkpoint
 
-__all__ = ['ATTENTION_IMAGES', 'ATTENTION_POINTS', 'ERF_IMAGES', 'checkpoint_attention', 'checkpoint_erf']
+__all__ = ['ATTENTION_IMAGES', 'ATTENTION_POINTS', 'ERF_IMAGES', 'MODEL_ANALYSES', 'attention_of', 'checkpoint_analyses',
+           'erf_of']
+
+MODEL_ANALYSES = ('erf', 'attention')
+"""The analyses that need a checkpoint's model, not only its predictions."""
+
+
+def checkpoint_analyses(ckpt: str, which=MODEL_ANALYSES, device: str | None = None, config: str | None = None) -> dict:
+    """``{'erf': erf_of(...), 'attention': attention_of(...)}`` for the analyses in ``which``, on the
+    checkpoint's model (loaded once, fp32, BatchNorm as trained) and its config's validation set.
+    ``config`` overrides the checkpoint's.
+
+    Raises:
+        ValueError: an unknown analysis name.
+    """
+    unknown = sorted(set(which) - set(MODEL_ANALYSES))
+    if unknown:
+        raise ValueError(f'unknown analysis {unknown}; valid: {", ".join(MODEL_ANALYSES)}')
+    if not which:
+        return {}
+    model, cfg, _ = model_from_checkpoint(ckpt, config, device=device)
+    dataset = DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
+    run = {'erf': erf_of, 'attention': attention_of}
+    return {name: run[name](model, dataset) for name in MODEL_ANALYSES if name in which}
 
 
 ERF_IMAGES = 32
 """Validation images the effective receptive field of a run is averaged over."""
 
 
-def checkpoint_erf(ckpt: str, device: str | None = None, images: int = ERF_IMAGES, config: str | None = None) -> dict:
-    """The effective receptive field of a checkpoint's model: the 50 % / 95 % radii and areas
+def erf_of(model: torch.nn.Module, dataset, images: int = ERF_IMAGES) -> dict:
+    """The effective receptive field of ``model`` (in eval mode): the 50 % / 95 % radii and areas
     (:func:`seg.evaluation.erf.erf_radius`) and the heatmap, normalised to its maximum (the mean absolute
-    input gradient of the centre pixel's predicted-class logit over the first ``images`` validation
-    images of the first image's size; :mod:`seg.evaluation.erf`). fp32, BatchNorm as trained; {} when
-    the validation set yields no image. ``config`` overrides the checkpoint's."""
-    model, cfg, _ = model_from_checkpoint(ckpt, config, device=device)
-    dataset = DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
+    input gradient of the centre pixel's predicted-class logit over the first ``images`` samples of
+    ``dataset`` of the first sample's size; :mod:`seg.evaluation.erf`); {} when ``dataset`` yields no
+    image."""
     samples = []
     for i in range(len(dataset)):
         sample = dataset[i]
@@ -54,10 +76,10 @@ ATTENTION_IMAGES, ATTENTION_POINTS = 8, 64
 """Validation images, and query pixels per image, of a run's attention statistics."""
 
 
-def checkpoint_attention(ckpt: str, device: str | None = None, images: int = ATTENTION_IMAGES,
-                         points_per_image: int = ATTENTION_POINTS, config: str | None = None) -> dict:
-    """What each attention module of a checkpoint's model attends to, on the first ``images`` validation
-    images: for :data:`ATTENTION_POINTS` query pixels of each image
+def attention_of(model: torch.nn.Module, dataset, images: int = ATTENTION_IMAGES,
+                 points_per_image: int = ATTENTION_POINTS) -> dict:
+    """What each attention module of ``model`` (in eval mode) attends to, on the first ``images`` samples
+    of ``dataset``: for ``points_per_image`` query pixels of each image
     (a fixed random draw of feature positions), every per-pixel attention map the module declares
     (criss-cross passes and their composition, PAM and non-local rows) goes through
     :func:`seg.evaluation.attention_stats.attention_row_stats` against the ground truth at feature
@@ -68,8 +90,6 @@ def checkpoint_attention(ckpt: str, device: str | None = None, images: int = ATT
         the normalised entropy and the mean distance (in feature pixels); per gate, the spread and the
         class gap. {} for a model without attention modules.
     """
-    model, cfg, _ = model_from_checkpoint(ckpt, config, device=device)
-    dataset = DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
     num_classes, ignore = model.num_classes, dataset.metainfo['ignore_index']
     rng = np.random.default_rng(0)
     sums: dict[str, dict] = {}
@@ -93,11 +113,9 @@ def checkpoint_attention(ckpt: str, device: str | None = None, images: int = ATT
             for key, amap in module.maps(records).items():
                 values = amap.values.float().numpy()
                 if amap.kind in ('spatial', 'channel'):
-                    labels = None
-                    if amap.kind == 'spatial':
-                        labels = cv2.resize(gt.astype(np.int32), values.shape[::-1], interpolation=cv2.INTER_NEAREST)
-                    gates.setdefault(f'{name}/{key}', []).append(gate_stats(values, labels, num_classes, ignore)
-                                                               if labels is not None else gate_stats(values))
+                    labels = cv2.resize(gt.astype(np.int32), values.shape[::-1], interpolation=cv2.INTER_NEAREST) \
+                        if amap.kind == 'spatial' else None
+                    gates.setdefault(f'{name}/{key}', []).append(gate_stats(values, labels, num_classes, ignore))
             probe = next((m for m in module.maps(records, lambda h, w: (0, 0)).values() if m.kind == 'point'), None)
             if probe is None:
                 continue
