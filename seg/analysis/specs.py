@@ -17,6 +17,7 @@ from seg.models.factory import (
     METHOD_ALIASES,
     available_models,
     model_config,
+    resolve_name,
     set_num_classes,
     without_pretrained,
 )
@@ -64,14 +65,10 @@ def parse_spec(text: str) -> ModelSpec:
             raise FileNotFoundError(f'config file {text!r} does not exist')
         return ModelSpec(label=osp.splitext(osp.basename(text))[0], kind='config', name=text)
     name, _, opts = text.partition(':')
-    names = available_models()
-    key = name.strip()
-    if key not in names and key.lower() in names:
-        key = key.lower()
-    if key not in names:
-        raise ValueError(f'unknown model {name!r} in {text!r}; valid names are: {", ".join(sorted(names))} '
-                         '(or give a config path)')
-    kind, target = names[key]
+    try:
+        kind, target = resolve_name(name)
+    except ValueError as exc:
+        raise ValueError(f'{exc} (in {text!r}; or give a config path)') from exc
     options: dict[str, Any] = {}
     if opts.strip():
         # Split on commas that start a new "key=" (so tuple values keep their commas).
