@@ -11,7 +11,7 @@ import torch
 
 from seg.evaluation.boundary import boundary_counts, boundary_iou_from_counts
 from seg.evaluation.objects import object_counts
-from seg.evaluation.region_metrics import RegionMetrics, boundary_miou, size_recall
+from seg.evaluation.region_metrics import RegionMetrics, mean_pair_iou, size_recall
 
 from .conftest import ROOT, randomize
 from .test_robustness import EVAL_CONFIG, folder
@@ -28,7 +28,7 @@ def test_region_metrics_pool_the_per_image_counts():
     counts = np.stack([boundary_counts(p, g, 3) for p, g in zip(preds, gts)])
     summary = region.summary(['a', 'b', 'c'])
     assert summary['bIoU'] == pytest.approx(100 * np.nanmean(boundary_iou_from_counts(counts.sum(0))))
-    assert summary['bIoU'] == pytest.approx(float(boundary_miou(counts.sum(0))))
+    assert summary['bIoU'] == pytest.approx(float(mean_pair_iou(counts.sum(0))))
     found = np.stack([object_counts(p, g, 3) for p, g in zip(preds, gts)]).sum(0)  # [3, 2, C]
     expected = size_recall(found)
     for b, bucket in enumerate(('small', 'medium', 'large')):
@@ -58,7 +58,7 @@ def test_eval_tool_writes_boundary_and_object_metrics(tmp_path):
     counts = payload['region_counts']
     assert np.asarray(counts['boundary']).shape == (3, 2, 3) and np.asarray(counts['objects']).shape == (3, 3, 2, 3)
     pooled = np.asarray(counts['boundary']).sum(0)
-    assert payload['metrics']['bIoU'] == pytest.approx(float(boundary_miou(pooled)), abs=0.01)
+    assert payload['metrics']['bIoU'] == pytest.approx(float(mean_pair_iou(pooled)), abs=0.01)
     assert set(payload['metrics']) >= {'trimap@1px', 'trimap@16px', 'recall.medium', 'sizeIoU.large'}
     assert payload['erf']['images'] == 3 and payload['erf']['radius_50'] <= payload['erf']['radius_95']
     # the demo network's criss-cross head: each pass and the composition, rows that sum to one

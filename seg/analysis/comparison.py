@@ -166,9 +166,9 @@ def compare_to_baseline(models: list[ModelResult], classes: list[str], replicate
 
 
 def _region_statistics():
-    from seg.evaluation.region_metrics import boundary_miou, size_recall
+    from seg.evaluation.region_metrics import mean_pair_iou, size_recall
 
-    return {'boundary': (('bIoU',), boundary_miou),
+    return {'boundary': (('bIoU',), mean_pair_iou),
             'objects': (('recall.small', 'recall.medium', 'recall.large'), size_recall)}
 
 

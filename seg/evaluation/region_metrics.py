@@ -15,7 +15,7 @@ import numpy as np
 from .boundary import boundary_counts, boundary_iou_from_counts, trimap_counts
 from .objects import BUCKETS, object_size_counts, recall_from_counts
 
-__all__ = ['REGION_METRICS', 'TRIMAP_WIDTHS', 'RegionMetrics', 'boundary_miou', 'size_recall', 'trimap_accuracy']
+__all__ = ['REGION_METRICS', 'TRIMAP_WIDTHS', 'RegionMetrics', 'mean_pair_iou', 'size_recall', 'trimap_accuracy']
 
 REGION_METRICS = ('boundary', 'objects')
 """``boundary``: Boundary IoU (d = 2% of the diagonal) and trimap accuracy; ``objects``: recall and IoU of
@@ -24,8 +24,9 @@ ground-truth objects by size bucket."""
 TRIMAP_WIDTHS = (1, 2, 4, 8, 16)
 
 
-def boundary_miou(counts: np.ndarray) -> np.ndarray:
-    """Mean over classes of the Boundary IoU of pooled ``[..., 2, C]`` counts (NaN classes left out), percent."""
+def mean_pair_iou(counts: np.ndarray) -> np.ndarray:
+    """Mean over classes of ``intersection / union`` of pooled ``[..., 2, C]`` counts (NaN classes left out),
+    percent: the mean Boundary IoU of boundary counts, the mean IoU within a size bucket of size counts."""
     iou = boundary_iou_from_counts(counts)  # [..., C]
     with np.errstate(invalid='ignore'):
         valid = ~np.isnan(iou)
@@ -95,7 +96,7 @@ class RegionMetrics:
         out: dict[str, float] = {}
         if self.counts.get('boundary'):
             pooled = np.sum(self.counts['boundary'], axis=0)
-            out['bIoU'] = float(boundary_miou(pooled))
+            out['bIoU'] = float(mean_pair_iou(pooled))
             for name, v in zip(classes, 100.0 * boundary_iou_from_counts(pooled)):
                 out[f'bIoU.{name}'] = float(v)
             for w, v in zip(TRIMAP_WIDTHS, trimap_accuracy(np.sum(self.counts['trimap'], axis=0))):
@@ -109,5 +110,5 @@ class RegionMetrics:
                     out[f'recall.{bucket}.{name}'] = float(v)
             size = np.sum(self.counts['size_iou'], axis=0)  # [3, 2, C]
             for b, bucket in enumerate(BUCKETS):
-                out[f'sizeIoU.{bucket}'] = float(boundary_miou(size[b]))
+                out[f'sizeIoU.{bucket}'] = float(mean_pair_iou(size[b]))
         return out
