@@ -11,6 +11,14 @@ import numpy as np
 
 ARCHS = ('fcn', 'ccnet', 'danet', 'nonlocal')
 
+NEW_ARCHS = ('psp', 'aspp', 'ocr', 'ema', 'gc', 'isa', 'dnl', 'ann', 'psa', 'apc', 'dm')
+"""mmsegmentation's other context heads (their goldens use a 72x104 input: a 9x13 feature that no
+pooling grid, ISA group or PSA mask divides evenly)."""
+
+INPUT_SHAPES = {arch: (1, 3, 72, 104) for arch in NEW_ARCHS}
+GOLDEN_STRIDE = {arch: 4 for arch in NEW_ARCHS}
+"""Their stored logits are every 4th row and column of the 72x104 output."""
+
 
 def random_weights(keys_shapes: list[tuple[str, list[int]]], seed: int) -> dict[str, np.ndarray]:
     """Weights for every (key, shape), in order: convolution kernels scaled by their fan-in, BN weights
