@@ -16,6 +16,12 @@ eval is ``model.test_step`` (preprocessing, whole-image predict, resize and argm
 ``torch.no_grad``; train is ``model.train_step`` with the config's SGD (preprocessing, forward, losses,
 backward, step). ``--precision bf16`` runs both under ``torch.autocast(dtype=torch.bfloat16)``
 (mmengine's AmpOptimWrapper refuses a CPU). The last line is ``median_s=<seconds per pass>``.
+
+``--no-aux`` drops the auxiliary head (backbone plus decode head). ``--mode memory`` runs one eval pass
+and prints ``peak_bytes=<bytes>``: the peak tensor memory of the pass plus the model's weights, measured
+by seg's own :func:`seg.analysis.measure.peak_memory` (loaded from its file, which needs only torch), as
+``tools/benchmark.py`` measures seg's side. PSANet needs mmcv's compiled PSAMask, which mmcv-lite lacks:
+it cannot run here.
 """
 import argparse
 import os
@@ -26,7 +32,7 @@ from contextlib import contextmanager
 import torch
 
 
-def build(config: str, shape):
+def build(config: str, shape, aux: bool = True):
     import mmseg
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -39,6 +45,8 @@ def build(config: str, shape):
                                                               config)
     cfg = Config.fromfile(path)
     cfg.model.pretrained = None
+    if os.environ.get('MMSEG_PEER_DEPTH'):  # e.g. OCRNet, published on R-101 only, at depth 50
+        cfg.model.backbone.depth = int(os.environ['MMSEG_PEER_DEPTH'])
     for part in ('backbone', 'decode_head', 'auxiliary_head'):
         sub = cfg.model.get(part)
         for item in (sub if isinstance(sub, list) else [sub]):
@@ -46,6 +54,8 @@ def build(config: str, shape):
                 item.norm_cfg = dict(type='BN', requires_grad=True)
     cfg.model.data_preprocessor.size = tuple(shape)
     cfg.model.test_cfg = dict(mode='whole')
+    if not aux:
+        cfg.model.auxiliary_head = None
     torch.manual_seed(0)
     return MODELS.build(cfg.model), cfg
 
@@ -68,18 +78,20 @@ def batch(n: int, shape, num_classes: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help="path, or a name relative to mmseg's configs")
-    parser.add_argument('--mode', choices=['eval', 'train'], default='eval')
+    parser.add_argument('--mode', choices=['eval', 'train', 'memory'], default='eval')
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 1024))
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32')
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--no-aux', action='store_true', help='drop the auxiliary head')
     args = parser.parse_args()
     from mmengine.optim import OptimWrapper
 
-    model, cfg = build(args.config, args.shape)
-    data = batch(args.batch_size, args.shape, cfg.model.decode_head.num_classes)
+    model, cfg = build(args.config, args.shape, aux=not args.no_aux)
+    heads = cfg.model.decode_head  # a list for a cascade (OCRNet)
+    data = batch(args.batch_size, args.shape, (heads[-1] if isinstance(heads, list) else heads).num_classes)
     low = args.precision == 'bf16'
     cast = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if low else (lambda: torch.autocast('cpu',
                                                                                                    enabled=False))
@@ -90,6 +102,21 @@ def main() -> None:
             with super().optim_context(model), cast():
                 yield
 
+    if args.mode == 'memory':
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'seg', 'analysis',
+                            'measure.py')
+        spec = importlib.util.spec_from_file_location('seg_measure', path)
+        measure = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(measure)
+        model.eval()
+        with torch.no_grad():
+            _, peak = measure.peak_memory(lambda: model.test_step(data), 'cpu',
+                                          [*model.parameters(), *model.buffers()])
+        print(f'mmsegmentation {args.config} eval pass, batch {args.batch_size}, {args.shape}')
+        print(f'peak_bytes={peak}')
+        return
     if args.mode == 'eval':
         model.eval()
 

@@ -9,10 +9,16 @@ with no change here):
 * a decode head by its class name (``CCHead``), lower-cased, without ``head`` (``cc``), or by its
   method's name (``fcn``, ``ccnet``, ``danet``).
 
-``nonlocal`` is the non-local module, which in a head is exactly the Non-local head (``NLHead`` is
-that preset), and the same module plugs into a backbone. Every extra output a head declares
-(DAHead's ``pam`` / ``cam``, its ``outputs``) is supervised with weight 1, the main output with 1 and
-the auxiliary head with 0.4. :func:`seg.apis.create_model` builds these configs; the compare tool
+Where a head and a module share a name, the name is the head (``isa`` is mmsegmentation's ISAHead,
+``ema`` its EMAHead; their modules are in those heads, and plug into a backbone by the same name with
+``plugin_stages``). ``nonlocal`` is the non-local module, which in a head is exactly the Non-local head
+(``NLHead`` is that preset), and the same module plugs into a backbone. Every extra output a head
+declares (DAHead's ``pam`` / ``cam``, its ``outputs``) is supervised with the weight its class gives
+in ``output_weights`` (OCRNet's soft regions: 0.4), else 1; the main output with 1 and the auxiliary
+head with 0.4. A head that reads more than the skeleton's last feature says how in a classmethod
+``skeleton_inputs(decode_head, auxiliary_head) -> options`` (ANN: stages 3 and 4; OCRNet: its FCN
+stage takes the auxiliary head's input and width), and one whose own stage replaces the auxiliary head
+sets ``replaces_auxiliary = True`` (OCRNet). :func:`seg.apis.create_model` builds these configs; the compare tool
 names its models with them.
 """
 from __future__ import annotations
@@ -93,11 +99,11 @@ def available_models() -> dict[str, tuple[str, str]]:
         low = cls_name.lower()
         for alias in (cls_name, low, low[:-4] if low.endswith('head') else low):
             names[alias] = ('head', cls_name)
+    for attn in list_attention():
+        names.setdefault(attn, ('attention', attn))  # a head of the same name wins the clash
     for alias, cls_name in METHOD_ALIASES.items():
         if cls_name in registered:
             names[alias] = ('head', cls_name)
-    for attn in list_attention():  # the modules' own names come last: they win any clash
-        names[attn] = ('attention', attn)
     return names
 
 
@@ -148,11 +154,14 @@ def without_pretrained(model: dict) -> dict:
     return model
 
 
-def supervised_outputs(head: dict) -> tuple[str, ...]:
-    """The output keys a head config's module returns in training (its class's ``outputs``)."""
+def supervised_outputs(head: dict) -> dict[str, float]:
+    """The output keys a head config's module returns in training (its class's ``outputs``), each with
+    its loss weight (the class's ``output_weights``, else 1)."""
     from seg.registry import MODELS
 
-    return tuple(getattr(MODELS.get(head['type']), 'outputs', ('out',)))
+    cls = MODELS.get(head['type'])
+    weights = getattr(cls, 'output_weights', {})
+    return {key: float(weights.get(key, 1.0)) for key in getattr(cls, 'outputs', ('out',))}
 
 
 def set_num_classes(model: dict, num_classes: int) -> dict:
@@ -190,6 +199,10 @@ def model_config(name: str, skeleton: dict | str = 'r50', num_classes: int | Non
     model = backbone_skeleton(skeleton) if isinstance(skeleton, str) else copy.deepcopy(skeleton)
     kind, target = resolve_name(name)
     if plugin_stages is not None:
+        from seg.models.attention import list_attention
+
+        if name.strip().lower() in list_attention():  # a module also named as a head plugs in as the module
+            kind, target = 'attention', name.strip().lower()
         if kind != 'attention':
             raise ValueError(f'{name!r} is a head, not an attention module: only modules plug into a backbone '
                              f'(plugin_stages={plugin_stages!r})')
@@ -199,12 +212,22 @@ def model_config(name: str, skeleton: dict | str = 'r50', num_classes: int | Non
         dh = model['decode_head']
         generic = dict(in_channels=dh['in_channels'], channels=dh['channels'], num_classes=model['num_classes'],
                        in_index=dh.get('in_index', -1), dropout=dh.get('dropout', 0.1), norm=dh.get('norm', 'BN'))
+        aux = model.get('auxiliary_head')
+        if kind == 'head':
+            from seg.registry import MODELS
+
+            cls = MODELS.get(target)
+            hook = getattr(cls, 'skeleton_inputs', None)
+            if hook is not None:
+                generic.update(hook(dh, aux))
+            if getattr(cls, 'replaces_auxiliary', False):
+                model['auxiliary_head'] = None
         model['decode_head'] = head_config(kind, target, options, generic, label or name)
     weights = {'out': 1.0}
     if model.get('auxiliary_head'):
         weights['aux'] = 0.4
-    for key in supervised_outputs(model['decode_head']):
-        weights.setdefault(key, 1.0)
+    for key, weight in supervised_outputs(model['decode_head']).items():
+        weights.setdefault(key, weight)
     model['loss_weights'] = weights
     if num_classes is not None:
         set_num_classes(model, num_classes)
