@@ -8,6 +8,8 @@
   decode the images, same-size images are batched, and a thread writes ``<name>_label.png`` (class
   ids), ``<name>_color.png`` and ``<name>_overlay.png``, so the model is never waiting for a file.
   Unreadable files are skipped with a warning and counted.
+* :func:`seg.apis.video.infer_video`: a video file or a camera through the same :class:`Predictor`,
+  an overlay video out.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from .model_io import model_from_checkpoint
 from .predictor import Predictor, run_batches, test_pipeline_of
 
 __all__ = ['IMAGE_SUFFIXES', 'InferenceSummary', 'Predictor', 'fast_model', 'infer_paths', 'inference_model',
-           'init_model', 'list_images', 'read_rgb']
+           'init_model', 'list_images', 'palette_of', 'read_rgb', 'write_label']
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +114,25 @@ def _as_is(item):
     return item
 
 
+def palette_of(predictor: Predictor) -> np.ndarray:
+    """[N, 3] uint8 RGB: the checkpoint's palette, else one generated for its class count."""
+    from seg.visualization.palette import get_palette
+
+    return (np.asarray(predictor.palette, dtype=np.uint8) if predictor.palette is not None
+            else get_palette(predictor.num_classes))
+
+
+def write_label(path: str | os.PathLike, label: np.ndarray) -> None:
+    """A label map as a PNG of class ids (8-bit, 16-bit from 256 classes on)."""
+    cv2.imwrite(os.fspath(path), label.astype(np.uint8 if label.max() < 256 else np.uint16))
+
+
 def _write(out: Path, stem: str, image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float) -> None:
     from seg.visualization.overlay import overlay
     from seg.visualization.palette import colorize
 
     color = colorize(label, palette)
-    cv2.imwrite(str(output_path(out, f'{stem}_label.png')), label.astype(np.uint8 if label.max() < 256 else np.uint16))
+    write_label(output_path(out, f'{stem}_label.png'), label)
     cv2.imwrite(str(output_path(out, f'{stem}_color.png')), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(output_path(out, f'{stem}_overlay.png')), cv2.cvtColor(overlay(image, color, alpha),
                                                                            cv2.COLOR_RGB2BGR))
@@ -154,8 +169,6 @@ def infer_paths(ckpt: str | None, input_path: str, output_dir: str, config: str 
         FileNotFoundError: no such input, or no image in it.
         NotADirectoryError: ``output_dir`` (or a parent) is a file.
     """
-    from seg.visualization.palette import get_palette
-
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f'batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}')
     paths = list_images(input_path)
@@ -163,8 +176,7 @@ def infer_paths(ckpt: str | None, input_path: str, output_dir: str, config: str 
         raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) under {input_path!r}')
     out = ensure_dir(output_dir)
     predictor = Predictor(ckpt, config, device, mode, precision, channels_last, fold_bn, compile, onnx)
-    palette = (np.asarray(predictor.palette, dtype=np.uint8) if predictor.palette is not None
-               else get_palette(predictor.num_classes))
+    palette = palette_of(predictor)
     root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
     stems = [str(p.relative_to(root).with_suffix('')).replace(os.sep, '__') for p in paths]
     loader = DataLoader(_ImageFiles(paths), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
