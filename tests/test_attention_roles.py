@@ -99,8 +99,11 @@ def test_head_attention_default_string_and_dict():
 
 
 def test_head_bad_attention_errors():
-    with pytest.raises(ValueError, match="unknown attention type 'nope'; valid types are: cam, cbam, coord, "
-                                         "criss_cross, dual, eca"):
+    from seg.models.attention import list_attention
+
+    valid = ', '.join(list_attention())
+    assert valid.startswith('apnb, cam, cbam, coord, criss_cross, dnl, dual, eca')
+    with pytest.raises(ValueError, match=f"unknown attention type 'nope'; valid types are: {valid}"):
         AttentionHead(16, 32, 2, attention=dict(type='nope'))
     with pytest.raises(ValueError, match='has no option.*ratio'):
         AttentionHead(16, 32, 2, attention=dict(type='se', ratio=4))

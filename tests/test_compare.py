@@ -51,9 +51,14 @@ def test_every_registered_head_and_attention_module_has_a_name():
     for cls_name in registered:
         assert names[cls_name.lower()] == ('head', cls_name)
     # One name means one thing: every module of the zoo by its own name (nonlocal is the module,
-    # which in a head is the Non-local head, NLHead's preset).
+    # which in a head is the Non-local head, NLHead's preset), except where mmsegmentation's head has
+    # that name: then the name is the head (GCHead and DNLHead are the module in AttentionHead's shape;
+    # EMAHead and ISAHead have their own), and the module plugs into a backbone by it.
+    heads_by_short = {c.lower()[:-4]: c for c in registered if c.lower().endswith('head')}
     for attn in list_attention():
-        assert names[attn] == ('attention', attn)
+        expected = ('head', heads_by_short[attn]) if attn in heads_by_short else ('attention', attn)
+        assert names[attn] == expected, attn
+    assert {a for a in list_attention() if a in heads_by_short} == {'gc', 'dnl', 'ema', 'isa'}
     for alias, target in (('fcn', 'FCNHead'), ('ccnet', 'CCHead'), ('danet', 'DAHead'), ('nlhead', 'NLHead')):
         assert names[alias] == ('head', target)
     assert names['nonlocal'] == ('attention', 'nonlocal')

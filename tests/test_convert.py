@@ -22,7 +22,7 @@ CONFIGS = {'fcn': 'fcn/fcn_r50-d8_4xb2-80k_cityscapes-512x1024.py',
            'nonlocal': 'nonlocal/nonlocal_r50-d8_4xb2-80k_cityscapes-512x1024.py',
            'psp': 'pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
            'aspp': 'deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py',
-           'ocr': 'ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py',
+           'ocr': 'ocrnet/ocrnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
            'ema': 'emanet/emanet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
            'gc': 'gcnet/gcnet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
            'isa': 'isanet/isanet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
@@ -43,21 +43,21 @@ FCN stage is the first of the cascade)."""
 TINY = """
 _base_ = ['{root}/configs/{config}']
 model = dict(backbone=dict(channels=(8, 16, 32, 64), pretrained=None),
-             decode_head=dict(in_channels=256, channels=64{head}){aux})
+             decode_head=dict({head}){aux})
 """
 TINY_HEAD = {
-    'ocr': ', ocr_channels=32, soft_in_channels=128, soft_channels=32',
-    'ema': ', channels=32, ema_channels=64',
-    'isa': ', isa_channels=32',
-    'ann': ', in_channels=(128, 256), project_channels=32',
-    'psa': ', mask_size=(7, 9)',
+    'ocr': 'in_channels=256, channels=64, ocr_channels=32, soft_in_channels=128, soft_channels=32',
+    'ema': 'in_channels=256, channels=32, ema_channels=64',
+    'isa': 'in_channels=256, channels=64, isa_channels=32',
+    'ann': 'in_channels=(128, 256), channels=64, project_channels=32',
+    'psa': 'in_channels=256, channels=64, mask_size=(7, 9)',
 }
 """Each head's own widths at base width 8 (and PSANet's golden 7x9 mask), as make_golden.py scales them."""
 
 
 def tiny_config(arch: str) -> str:
     aux = '' if arch in AUX else ', auxiliary_head=dict(in_channels=128, channels=32)'
-    return TINY.format(root=ROOT, config=CONFIGS[arch], head=TINY_HEAD.get(arch, ''), aux=aux)
+    return TINY.format(root=ROOT, config=CONFIGS[arch], head=TINY_HEAD.get(arch, 'in_channels=256, channels=64'), aux=aux)
 
 
 def golden(arch):

@@ -92,3 +92,42 @@ def test_the_demo_preset_is_the_demo_network():
     head = model_config('ccnet', 'demo')['decode_head']
     assert {k: head[k] for k in ('in_channels', 'channels', 'in_index', 'norm')} == \
         {k: demo['decode_head'][k] for k in ('in_channels', 'channels', 'in_index', 'norm')}
+
+
+NEW_HEADS = {'psp': 'PSPHead', 'aspp': 'ASPPHead', 'ocr': 'OCRHead', 'ema': 'EMAHead', 'gc': 'GCHead',
+             'isa': 'ISAHead', 'dnl': 'DNLHead', 'ann': 'ANNHead', 'psa': 'PSAHead', 'apc': 'APCHead', 'dm': 'DMHead'}
+
+
+@pytest.mark.parametrize('name', sorted(NEW_HEADS))
+def test_every_mmseg_head_by_name_on_the_demo_backbone_trains_a_step(name):
+    """Each head by its short name (the compare tool's): the demo network with it trains one step and
+    predicts, its extra outputs supervised (OCRNet's soft regions at mmseg's 0.4, replacing the
+    auxiliary head), on inputs that no pooling grid or group divides."""
+    from mmengine.optim import OptimWrapper
+
+    from seg.models.factory import model_config, resolve_name
+    from seg.registry import MODELS
+
+    assert resolve_name(name) == ('head', NEW_HEADS[name])
+    cfg = model_config(name, 'demo')
+    if name == 'ocr':
+        assert cfg['auxiliary_head'] is None and cfg['loss_weights'] == {'out': 1.0, 'soft': 0.4}
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    size = (40, 56)
+    inputs = [torch.randint(0, 256, (3, *size), dtype=torch.uint8) for _ in range(2)]
+    samples = [dict(gt_sem_seg=torch.randint(0, 9, size)) for _ in range(2)]
+    model.train()
+    log_vars = model.train_step(dict(inputs=inputs, data_samples=samples),
+                                OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3)))
+    assert torch.isfinite(log_vars['loss'])
+    assert {f'loss_{k}' for k in cfg['loss_weights']} <= set(log_vars)
+    model.eval()
+    preds = model.val_step(dict(inputs=inputs[:1], data_samples=samples[:1]))
+    assert preds[0]['pred_sem_seg'].shape == size
+
+
+@pytest.mark.parametrize('name', ['ema', 'isa', 'gc', 'dnl'])
+def test_a_module_named_like_a_head_still_plugs_in(name):
+    model = seg.create_model(name, backbone='demo', plugin_stages=(4,))
+    assert any(type(m).__module__ == f'seg.models.attention.{name}' for m in model.backbone.modules())

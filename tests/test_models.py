@@ -75,19 +75,34 @@ def test_backbone_timm_offline_is_a_clear_error(monkeypatch):
         DilatedResNet(depth=18, pretrained='timm')
 
 
+def _contract_head(head):
+    """The head on a ResNet's four features (8, 8, 16, 32 channels), reading the last one -- and, where
+    it reads more (OCRNet, ANN: ``skeleton_inputs``), stage 3 as an auxiliary head would."""
+    cfg = dict(type=head, in_channels=32, channels=16, num_classes=4, in_index=3)
+    hook = getattr(MODELS.get(head), 'skeleton_inputs', None)
+    if hook is not None:
+        cfg.update(hook(dict(in_channels=32, channels=16, in_index=3), dict(in_channels=16, channels=8, in_index=2)))
+    return MODELS.build(cfg)
+
+
+def _features(batch, h, w, grad=False):
+    return [torch.randn(batch, c, h, w, requires_grad=grad) for c in (8, 8, 16, 32)]
+
+
 @pytest.mark.parametrize('head', HEADS)
 def test_head_contract(head):
-    module = MODELS.build(dict(type=head, in_channels=32, channels=16, num_classes=4, in_index=-1))
-    feats = [torch.randn(2, 32, 7, 9, requires_grad=True)]
+    module = _contract_head(head)
+    feats = _features(2, 7, 9, grad=True)
     outs = module(feats)
     assert isinstance(outs, dict) and 'out' in outs
+    assert set(outs) == set(getattr(module, 'outputs', ('out',))), 'training returns every declared output'
     for key, value in outs.items():
         assert value.shape == (2, 4, 7, 9), key
         assert torch.isfinite(value).all()
-        grad, = torch.autograd.grad(value.sum(), feats[0], retain_graph=True)
-        assert grad.abs().sum() > 0, f'{key} carries no gradient'
+        grads = torch.autograd.grad(value.sum(), feats, retain_graph=True, allow_unused=True)
+        assert sum(g.abs().sum() for g in grads if g is not None) > 0, f'{key} carries no gradient'
     module.eval()
-    assert module([torch.randn(1, 32, 5, 3)])['out'].shape == (1, 4, 5, 3)
+    assert module(_features(1, 5, 3))['out'].shape == (1, 4, 5, 3)
 
 
 @pytest.mark.parametrize('recurrence', [1, 2, 3])

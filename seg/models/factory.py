@@ -30,7 +30,9 @@ from typing import Any
 __all__ = ['BACKBONES', 'METHOD_ALIASES', 'available_models', 'backbone_skeleton', 'head_config', 'model_config',
            'resolve_name', 'set_num_classes', 'supervised_outputs', 'without_pretrained']
 
-METHOD_ALIASES = {'fcn': 'FCNHead', 'ccnet': 'CCHead', 'danet': 'DAHead'}
+METHOD_ALIASES = {'fcn': 'FCNHead', 'ccnet': 'CCHead', 'danet': 'DAHead', 'pspnet': 'PSPHead', 'deeplabv3': 'ASPPHead',
+                  'ocrnet': 'OCRHead', 'emanet': 'EMAHead', 'gcnet': 'GCHead', 'isanet': 'ISAHead', 'dnlnet': 'DNLHead',
+                  'psanet': 'PSAHead', 'apcnet': 'APCHead', 'dmnet': 'DMHead'}
 """Method names beside the automatic aliases (a head missing from the registry is left out)."""
 
 _MEAN_STD = dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))

@@ -3,6 +3,8 @@
 * criss-cross attention (CCNet): :func:`criss_cross_attention`;
 * position attention over all pixels (DANet PAM, non-local): :func:`position_attention`;
 * channel attention (DANet CAM): :func:`channel_attention`;
+* PSANet's point-wise spatial attention: mmcv's PSAMask (:func:`psa_mask`) and the aggregation it
+  feeds, without the N x N buffer (:func:`psa_attention`);
 * the non-local pairwise forms that are not a softmax: :func:`dot_product_attention`,
   :func:`concatenation_attention`.
 
@@ -35,6 +37,14 @@ from .non_local import (
     dot_product_attention_reference,
     nonlocal_pairwise_row,
 )
+from .psa_mask import (
+    PSA_TYPES,
+    psa_attention,
+    psa_attention_reference,
+    psa_attention_weights,
+    psa_mask,
+    psa_mask_reference,
+)
 from .self_attention import (
     POSITION_ATTENTION_BACKENDS,
     position_attention,
@@ -46,6 +56,8 @@ from .self_attention import (
 )
 
 __all__ = [
+    'PSA_TYPES', 'psa_attention', 'psa_attention_reference', 'psa_attention_weights', 'psa_mask',
+    'psa_mask_reference',
     'CRISS_CROSS_BACKENDS', 'POSITION_ATTENTION_BACKENDS', 'channel_attention', 'channel_attention_reference',
     'channel_attention_weights', 'concatenation_attention', 'concatenation_attention_reference',
     'criss_cross_attention', 'criss_cross_attention_einsum', 'criss_cross_attention_lse',

@@ -10,15 +10,20 @@ context of a decode head (:class:`seg.models.heads.AttentionHead`) and as a back
 
 A new module is one file here, plus one import line below.
 """
+from .ann import AFNB, APNB
 from .base import MAP_KINDS, AttentionModule, check_input, check_int, check_positive, check_reduction
 from .cam import CAM
 from .cbam import CBAM
 from .coord import CoordAttention
 from .criss_cross import CrissCross
+from .dnl import DisentangledNonLocal
 from .dual import DualBlock
 from .eca import ECA, eca_kernel_size
+from .ema import EMA
 from .factory import build_attention, list_attention
 from .gam import GAM
+from .gc import GlobalContext
+from .isa import ISA
 from .nam import NAM
 from .non_local import NonLocal
 from .pam import PAM
@@ -30,6 +35,9 @@ from .sk import SK
 from .soca import SOCA, covariance_pool, newton_schulz_sqrt
 
 __all__ = [
+    'AFNB', 'APNB', 'DisentangledNonLocal',
+    'EMA', 'ISA',
+    'GlobalContext',
     'CAM', 'CBAM', 'ECA', 'GAM', 'MAP_KINDS', 'NAM', 'PAM', 'SE', 'SK', 'SOCA', 'AttentionModule', 'CoordAttention',
     'CrissCross', 'DualBlock', 'NonLocal', 'S2MLPv2', 'ShuffleAttention', 'SimAM', 'build_attention',
     'channel_shuffle', 'check_input', 'check_int', 'check_positive', 'check_reduction', 'covariance_pool',

@@ -4,10 +4,22 @@
 are its presets (configuration, not subclasses). :class:`DAHead` and :class:`FCNHead` have their
 own shapes.
 """
+from .ann_head import ANNHead
+from .apc_head import APCHead
+from .aspp_head import ASPPHead
 from .attn_head import AttentionHead
 from .cc_head import CCHead
 from .da_head import DAHead
+from .dm_head import DMHead
+from .dnl_head import DNLHead
+from .ema_head import EMAHead
 from .fcn_head import FCNHead
+from .gc_head import GCHead
+from .isa_head import ISAHead
 from .nl_head import NLHead
+from .ocr_head import OCRHead
+from .psa_head import PSAHead
+from .psp_head import PSPHead
 
-__all__ = ['AttentionHead', 'CCHead', 'DAHead', 'FCNHead', 'NLHead']
+__all__ = ['PSAHead', 'ANNHead', 'DNLHead', 'EMAHead', 'ISAHead', 'GCHead', 'OCRHead',
+           'APCHead', 'ASPPHead', 'DMHead', 'PSPHead', 'AttentionHead', 'CCHead', 'DAHead', 'FCNHead', 'NLHead']

@@ -1,0 +1,20 @@
+# OCRNet (object-contextual representations) on a dilated ResNet-50 (deep stem, output stride 8).
+# One OCRHead holds mmsegmentation's two cascaded heads: the FCN stage on stage 3 (soft object
+# regions, supervised as 'soft' with weight 0.4) and the OCR stage on stage 4 ('out'); no auxiliary head.
+# mmsegmentation's recipe: torch.nn.SyncBatchNorm in backbone and heads, batch statistics over all the
+# GPU processes of a DDP run (BatchNorm's numbers in one process; see seg/models/norm.py for CPU runs).
+norm = 'SyncBN'
+model = dict(
+    type='EncoderDecoder',
+    num_classes=19,
+    data_preprocessor=dict(type='SegDataPreprocessor', mean=(123.675, 116.28, 103.53),
+                           std=(58.395, 57.12, 57.375), pad_val=0),
+    backbone=dict(type='DilatedResNet', depth=50, deep_stem=True, output_stride=8, norm=norm,
+                  pretrained='open-mmlab://resnet50_v1c'),
+    decode_head=dict(type='OCRHead', in_channels=2048, channels=512, num_classes=19, ocr_channels=256,
+                     in_index=3, soft_in_channels=1024, soft_channels=256, soft_in_index=2, dropout=0.1,
+                     norm=norm),
+    loss_weights=dict(out=1.0, soft=0.4),
+    align_corners=False,
+    test_cfg=dict(mode='whole'),
+)

@@ -1,0 +1,3 @@
+# DeepLabV3 R-101-D8, Cityscapes 512x1024, 40k iterations (mmsegmentation recipe).
+_base_ = './deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py'
+model = dict(backbone=dict(depth=101, pretrained='open-mmlab://resnet101_v1c'))

@@ -1,0 +1,3 @@
+# DeepLabV3 R-101-D8, ADE20K 512x512, 80k iterations (mmsegmentation recipe).
+_base_ = './deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py'
+model = dict(backbone=dict(depth=101, pretrained='open-mmlab://resnet101_v1c'))

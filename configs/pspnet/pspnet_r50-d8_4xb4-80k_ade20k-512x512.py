@@ -1,0 +1,6 @@
+# PSPNet R-50-D8, ADE20K 512x512, 80k iterations (mmsegmentation recipe).
+_base_ = [
+    '../_base_/models/pspnet_r50-d8.py', '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k.py',
+]
+model = dict(num_classes=150, decode_head=dict(num_classes=150), auxiliary_head=dict(num_classes=150))
