@@ -1,5 +1,6 @@
-"""mmsegmentation's key names -> ``seg``'s, for its FCN, CCNet, DANet and NonLocal models on
-ResNetV1c-D8, and for mmcv's ResNetV1c ImageNet weights.
+"""mmsegmentation's key names -> ``seg``'s, for its models on ResNetV1c-D8 (FCN, CCNet, DANet,
+Non-local, PSPNet, DeepLabV3, OCRNet, EMANet, GCNet, ISANet, DNLNet, ANN, PSANet, APCNet, DMNet), and
+for mmcv's ResNetV1c ImageNet weights.
 
 The models compute the same functions with the same parameters (``seg``'s and mmsegmentation
 1.2.2's R-50-D8 models have equal parameter counts for the backbone and both heads); only names
@@ -163,7 +164,8 @@ def convert_mmseg_state_dict(state: dict[str, Tensor], decode_head: str,
 
     Args:
         state: mmsegmentation's ``state_dict`` (``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``).
-        decode_head: the mmsegmentation head type: ``'FCNHead'``, ``'CCHead'``, ``'NLHead'`` or ``'DAHead'``.
+        decode_head: the mmsegmentation head type, a key of :data:`HEAD_RULES` (``'CCHead'``,
+            ``'OCRHead'`` for OCRNet's cascade, whose ``decode_head.0`` / ``decode_head.1`` are its stages).
         auxiliary_head: the auxiliary head type (``'FCNHead'``), or None.
 
     Returns:

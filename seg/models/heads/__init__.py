@@ -1,8 +1,12 @@
 """Decode heads: ``forward(feats: list[Tensor]) -> dict[str, Tensor]`` with at least ``'out'``.
 
-:class:`AttentionHead` carries any module of the attention zoo; :func:`CCHead` and :func:`NLHead`
-are its presets (configuration, not subclasses). :class:`DAHead` and :class:`FCNHead` have their
-own shapes.
+:class:`AttentionHead` carries any module of the attention zoo; :func:`CCHead`, :func:`NLHead`,
+:func:`GCHead` and :func:`DNLHead` are its presets (configuration, not subclasses: mmsegmentation's
+heads of that shape). The other heads of mmsegmentation have their own shapes: :class:`FCNHead`,
+:class:`DAHead`, the pyramids :class:`PSPHead`, :class:`ASPPHead`, :class:`APCHead`, :class:`DMHead`,
+and the attention heads :class:`OCRHead` (with its FCN stage inside), :class:`EMAHead`,
+:class:`ISAHead`, :class:`ANNHead`, :class:`PSAHead`, which use the zoo's modules where the
+mechanism is one (``ema``, ``isa``, ``apnb``).
 """
 from .ann_head import ANNHead
 from .apc_head import APCHead
