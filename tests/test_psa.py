@@ -117,12 +117,17 @@ def test_psa_attention_holds_no_n_by_n_for_backward():
 
 
 def test_psa_attention_in_bf16_autocast_stays_close():
-    x, mask = torch.randn(2, 8, 6, 7), torch.randn(2, 35, 6, 7)
-    expected = psa_attention(x, mask, 'collect', (5, 7))
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        low = psa_attention(x, mask, 'collect', (5, 7))
-    assert low.dtype == torch.bfloat16
-    assert ((low.float() - expected).norm() / expected.norm()).item() < 3e-2
+    x = torch.randn(2, 8, 6, 7, requires_grad=True)
+    mask = torch.randn(2, 35, 6, 7, requires_grad=True)
+    for psa_type in ('collect', 'distribute'):
+        expected = psa_attention(x, mask, psa_type, (5, 7))
+        grads = torch.autograd.grad(expected.square().sum(), (x, mask))
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = psa_attention(x, mask, psa_type, (5, 7))
+        assert low.dtype == torch.bfloat16
+        assert ((low.float() - expected).norm() / expected.norm()).item() < 3e-2
+        for got, ref in zip(torch.autograd.grad(low.float().square().sum(), (x, mask)), grads):
+            assert got.dtype == torch.float32 and ((got - ref).norm() / ref.norm()).item() < 5e-2
 
 
 def test_psa_attention_weights_are_the_softmaxed_buffer():
@@ -285,6 +290,21 @@ def test_folding_batchnorm_keeps_the_head_exact():
     # reduce, attention.0 and their distribute twins, proj, bottleneck
     assert count == 6 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-5
+
+
+def test_channels_last_is_exact_and_bf16_stays_close():
+    head = randomize(PSAHead(16, 8, 3, mask_size=(5, 7))).eval()
+    x = torch.randn(2, 16, 9, 11)
+    with torch.no_grad():
+        expected = head([x])['out']
+        nhwc = copy.deepcopy(head).to(memory_format=torch.channels_last)
+        got = nhwc([x.contiguous(memory_format=torch.channels_last)])['out']
+        assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-5
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = nhwc([x.contiguous(memory_format=torch.channels_last)])['out'].float()
+        cast = copy.deepcopy(head).to(torch.bfloat16)([x.to(torch.bfloat16)])['out'].float()  # bf16 weights
+    for out in (low, cast):
+        assert ((out - expected).norm() / expected.norm()).item() < 3e-2
 
 
 # ------------------------------------------------------------------------------------ visualisation

@@ -154,15 +154,42 @@ def test_visualize_attention_tool_on_trained_ccnet(tiny_run, tmp_path):
     out = tmp_path / 'viz'
     image = cv2.imread(str(tiny_run['image']))
     h, w = image.shape[:2]
+    # One legible panel figure per point (issue 21).
     proc = _run_tool('tools/visualize_attention.py', '--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
                      '--points', '10,20', '50,8', '--class-id', 'road', '--out', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / '00001_attention.json').read_text())
+    figures = {f['file']: f for f in manifest['files'] if 'panels' in f}
+    assert set(figures) == {'00001_x10_y20_panels.png', '00001_x50_y8_panels.png'}
+    for name, entry in figures.items():
+        x, y = entry['point']
+        figure = _png(out / name)
+        assert figure.shape[1] >= 768  # upscaled: each panel 780 px wide, two columns
+        titles = [p['title'] for p in entry['panels']]
+        assert titles[0].startswith('input') and titles[1].startswith('prediction')
+        by_map = {p['map']: p for p in entry['panels'] if p.get('module') == 'decode_head.context'}
+        assert set(by_map) == {'pass1', 'pass2', 'effective-R2'}
+        for key, panel in by_map.items():
+            assert f'point ({x}, {y})' in panel['title'] and key in panel['title'] and 'scale' in panel['title']
+            assert panel['resolution'] == [4, 8]  # the 32x64 image at output stride 8
+        assert any(p.get('what') == 'Grad-CAM' and "'road'" in p['title'] for p in entry['panels'])
+    pass1 = {p['map']: p for p in figures['00001_x10_y20_panels.png']['panels'] if 'map' in p}
+    assert pass1['pass1']['feature_pixel'] == [2, 1]
+    assert pass1['pass1']['min'] == 0.0 and pass1['effective-R2']['min'] > 0.0  # one pass: the cross; two: all
+    _png(out / '00001_prediction.png', (h, 2 * w + 4))
+
+    # --single: one file per map at the image's size, for scripts.
+    single = tmp_path / 'single'
+    proc = _run_tool('tools/visualize_attention.py', '--ckpt', tiny_run['ckpt'], '--image', str(tiny_run['image']),
+                     '--points', '10,20', '50,8', '--class-id', 'road', '--out', str(single), '--single')
+    assert proc.returncode == 0, proc.stderr[-3000:]
     for x, y in ((10, 20), (50, 8)):
         for kind in ('pass1', 'pass2', 'effective-R2'):
-            _png(out / f'00001_criss_cross_decode_head-context_{kind}_x{x}_y{y}.png', (h, w))
-    _png(out / '00001_gradcam_road.png', (h, w))
-    _png(out / '00001_prediction.png', (h, 2 * w + 4))
-    manifest = json.loads((out / '00001_attention.json').read_text())
+            _png(single / f'00001_criss_cross_decode_head-context_{kind}_x{x}_y{y}.png', (h, w))
+    _png(single / '00001_gradcam_road.png', (h, w))
+    _png(single / '00001_prediction.png', (h, 2 * w + 4))
+    assert not list(single.glob('*_panels.png'))
+    manifest = json.loads((single / '00001_attention.json').read_text())
     by_file = {f['file']: f for f in manifest['files']}
     pass1 = by_file['00001_criss_cross_decode_head-context_pass1_x10_y20.png']
     effective = by_file['00001_criss_cross_decode_head-context_effective-R2_x10_y20.png']
@@ -203,12 +230,23 @@ def test_visualize_every_supported_module(tiny_run, tmp_path, decode_head, backb
     ckpt = tmp_path / 'model.pth'
     torch.save(dict(state_dict=model.state_dict(), meta=dict(cfg=cfg.pretty_text)), ckpt)
     out = tmp_path / 'viz'
-    result = visualize_attention(str(ckpt), str(tiny_run['image']), str(out), points=[(20, 12)], device='cpu')
+    result = visualize_attention(str(ckpt), str(tiny_run['image']), str(out), points=[(20, 12)], device='cpu',
+                                 single=True)
     names = {p.split('/')[-1] for p in result['attention']}
     assert names == {f'00001_{e}.png' for e in expected}
     for name in names:
         _png(out / name, (32, 64) if ('_x' in name or 'spatial' in name) else None)
     assert result['gradcam'] and result['prediction']
+    # The panel figure holds the same maps, one panel each, and Grad-CAM.
+    result = visualize_attention(str(ckpt), str(tiny_run['image']), str(tmp_path / 'panels'), points=[(20, 12)],
+                                 device='cpu')
+    entry = json.loads(open(result['manifest'][0]).read())['files'][-1]
+    drawn = {'_'.join(part for part in (p['type'], p['module'].replace('.', '-'), p['map'],
+                                        *(('x20', 'y12') if p['kind'] == 'point' else ())) if part)
+             for p in entry['panels'] if 'type' in p}
+    assert drawn == set(expected)
+    assert any(p.get('what') == 'Grad-CAM' for p in entry['panels'])
+    _png(result['panels'][0])
 
 
 @pytest.mark.parametrize('name', list_attention())
@@ -223,7 +261,7 @@ def test_every_module_of_the_zoo_is_drawn(tiny_run, tmp_path, name):
     ckpt = tmp_path / 'model.pth'
     torch.save(dict(state_dict=build_model(cfg).state_dict(), meta=dict(cfg=cfg.to_dict())), ckpt)
     result = visualize_attention(str(ckpt), str(tiny_run['image']), str(tmp_path / 'viz'), points=[(20, 12)],
-                                 device='cpu', with_grad_cam=False)
+                                 device='cpu', with_grad_cam=False, single=True)
     drawn = [os.path.basename(p) for p in result['attention']]
     prefix = f'00001_{name}_decode_head-context'
     if name == 'dual':  # its maps are those of its PAM and CAM
@@ -233,6 +271,12 @@ def test_every_module_of_the_zoo_is_drawn(tiny_run, tmp_path, name):
         assert drawn and all(p.startswith(prefix) for p in drawn), drawn
     for path in result['attention']:
         _png(path)
+    # The same maps as panels of one figure (the explorer draws these panels too).
+    panels = visualize_attention(str(ckpt), str(tiny_run['image']), str(tmp_path / 'panels'), points=[(20, 12)],
+                                 device='cpu', with_grad_cam=False)
+    entry = json.loads(open(panels['manifest'][0]).read())['files'][-1]
+    assert len([p for p in entry['panels'] if 'type' in p]) == len(drawn)
+    assert _png(panels['panels'][0]).shape[1] >= 768
 
 
 def test_plot_logs_and_eval_plots(tiny_run, tmp_path):

@@ -1,12 +1,17 @@
 """Draw what a checkpoint's attention modules look at, for one image.
 
 python tools/visualize_attention.py --ckpt CKPT --image IMG [--points x,y ...] [--class-id ID_OR_NAME] --out DIR
+                                    [--single]
 
-Writes PNGs for whichever attention modules the model contains (every module of the zoo declares
-its maps): criss-cross weights of each point after each pass and their composition over the R
-passes, the point's attention row (PAM, non-local), channel and branch weight bar charts, spatial
-gates, Grad-CAM of a class, and the prediction overlay beside the image; <stem>_attention.json says
-what each file shows. Points are pixels (x, y) of the original image (default: its centre).
+One panel figure per point, <stem>_x<X>_y<Y>_panels.png, for whichever attention modules the model
+contains (every module of the zoo declares its maps): the input with the point marked, the
+prediction with its legend, the point's criss-cross weights after each pass and their composition
+over the R passes, its attention row (PAM, non-local), spatial gates, channel and branch weights as
+bars, and Grad-CAM of a class (default: the class predicted at the point). Each panel is titled with
+its module, map, point and scale (log or power where the weights span orders of magnitude), with a
+colour bar; attention cells are drawn nearest-neighbour, each panel 780 px wide. --single writes one
+PNG per map instead (for scripts). Also <stem>_prediction.png and <stem>_attention.json (what each
+file and panel shows). Points are pixels (x, y) of the original image (default: its centre).
 """
 from __future__ import annotations
 
@@ -26,14 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--config', help='config file (default: the one stored in the checkpoint)')
     parser.add_argument('--device', help='cpu, cuda ... (default: cuda when available)')
     parser.add_argument('--top', type=int, default=20, help='channels shown in the bar charts')
-    parser.add_argument('--alpha', type=float, default=0.55, help='heatmap opacity')
+    parser.add_argument('--alpha', type=float, default=0.55, help='heatmap opacity (--single)')
     parser.add_argument('--cam-layers', nargs='+', help='Grad-CAM target modules (default: the decode '
                         "head's last feature layer, e.g. decode_head.bottleneck)")
     parser.add_argument('--no-grad-cam', action='store_true', help='skip Grad-CAM')
+    parser.add_argument('--single', action='store_true',
+                        help='one PNG per map at the image size (for scripts) instead of one panel figure per point')
     args = parser.parse_args(argv)
     result = visualize_attention(args.ckpt, args.image, args.out, points=args.points, class_id=args.class_id,
                                  config=args.config, device=args.device, top=args.top, alpha=args.alpha,
-                                 layers=args.cam_layers, with_grad_cam=not args.no_grad_cam)
+                                 layers=args.cam_layers, with_grad_cam=not args.no_grad_cam,
+                                 single=args.single)
     files = [p for paths in result.values() for p in paths]
     print(f'wrote {len(files)} file(s) to {args.out}:')
     for path in files:

@@ -31,8 +31,8 @@ convolution produces anyway ((B, mh * mw, H, W): 9409 x 8192 floats, 294 MiB, at
 mmsegmentation's 97 x 97 masks).
 
 :func:`psa_mask_reference` is mmcv's kernel as plain loops (its indexing, one pixel and mask cell at a
-time); :func:`psa_mask` is the same buffer by one broadcast gather. :func:`psa_attention_weights` is
-the whole (B, N, N) attention for the visualiser.
+time); :func:`psa_mask` is the same buffer by one gather from the mask with a zero channel appended.
+:func:`psa_attention_weights` is the whole (B, N, N) attention, for the visualiser.
 """
 from __future__ import annotations
 
@@ -137,27 +137,37 @@ def _owner_block_grad(grad: Tensor, start: int, stop: int, mh: int, mw: int, h: 
     b, n_k, _ = grad.shape
     device = grad.device
     kh, kw = _pixel_rows_cols(h, w, start, stop, device)  # [K]
-    jh = torch.arange(mh, device=device)[None, :] + kh[:, None] - (mh - 1) // 2  # [K, mh] position row of mask row
-    jw = torch.arange(mw, device=device)[None, :] + kw[:, None] - (mw - 1) // 2  # [K, mw]
-    inside = ((jh >= 0) & (jh < h))[:, :, None] & ((jw >= 0) & (jw < w))[:, None, :]  # [K, mh, mw]
-    rows = torch.arange(n_k, device=device)[:, None, None]
-    values = grad.reshape(b, n_k, h, w)[:, rows, jh.clamp(0, h - 1)[:, :, None], jw.clamp(0, w - 1)[:, None, :]]
-    return values.masked_fill(~inside, 0).reshape(b, n_k, mh * mw).transpose(1, 2)  # [B, M, K]
+    jh = torch.arange(mh, device=device)[:, None] + kh[None, :] - (mh - 1) // 2  # [mh, K] position row of mask row
+    jw = torch.arange(mw, device=device)[:, None] + kw[None, :] - (mw - 1) // 2  # [mw, K]
+    inside = ((jh >= 0) & (jh < h))[:, None, :] & ((jw >= 0) & (jw < w))[None, :, :]  # [mh, mw, K]
+    rows = torch.arange(n_k, device=device)[None, None, :]
+    values = grad.reshape(b, n_k, h, w)[:, rows, jh.clamp(0, h - 1)[:, None, :], jw.clamp(0, w - 1)[None, :, :]]
+    return values.masked_fill_(~inside, 0).reshape(b, mh * mw, n_k)  # [B, M, K]
 
 
 def psa_mask(mask: Tensor, psa_type: str, mask_size: Any) -> Tensor:
-    """mmcv's ``PSAMask``: the pixels' masks laid out over the whole map, by one broadcast gather.
+    """mmcv's ``PSAMask``: the pixels' masks laid out over the whole map, by one gather.
 
-    Same arguments, result and errors as :func:`psa_mask_reference`; differentiable (the gradient of
-    each mask cell is the buffer entry it landed in; cells outside the map get 0). Holds the
-    (B, N, N) buffer it returns; :func:`psa_attention` does without it.
+    A zero channel is appended to the mask (for positions a pixel's mask does not reach), and an (N, N)
+    index ``[position, pixel]`` -> the mask channel about that position picks every entry. Same arguments,
+    result and errors as :func:`psa_mask_reference`; differentiable (the gradient of each mask cell is the
+    buffer entry it landed in; cells outside the map get 0). Holds the (B, N, N) buffer it returns and the
+    index; :func:`psa_attention` does without them.
     """
     mh, mw = _check(mask, psa_type, mask_size)
     b, _, h, w = mask.shape
-    owned = _owner_block(mask.reshape(b, mh, mw, h, w), 0, h * w)  # [B, pixel, position]
-    if psa_type == 'collect':  # buffer[n, position, pixel]
-        return owned.transpose(1, 2).reshape(b, h * w, h, w)
-    return owned.reshape(b, h * w, h, w)  # distribute: buffer[n, pixel, position]
+    n = h * w
+    rows, cols = _pixel_rows_cols(h, w, 0, n, mask.device)  # [N]
+    # Position j (rows) of pixel k's (columns) mask: cell (a, c).  [N, N]
+    a = rows[:, None] - rows[None, :] + (mh - 1) // 2
+    c = cols[:, None] - cols[None, :] + (mw - 1) // 2
+    inside = (a >= 0) & (a < mh) & (c >= 0) & (c < mw)
+    index = torch.where(inside, a * mw + c, mh * mw)  # mh * mw: the zero channel
+    padded = torch.cat([mask.reshape(b, mh * mw, n), mask.new_zeros(b, 1, n)], dim=1)  # [B, mh * mw + 1, N]
+    buffer = torch.gather(padded, 1, index.expand(b, n, n))  # [B, position, pixel]: collect's layout
+    if psa_type == 'distribute':  # buffer[n, pixel, position]
+        buffer = buffer.transpose(1, 2)
+    return buffer.reshape(b, n, h, w)
 
 
 def _check_x(x: Tensor, mask: Tensor) -> None:
@@ -197,12 +207,10 @@ def psa_attention_weights(mask: Tensor, psa_type: str, mask_size: Any, softmax: 
     Returns:
         (B, N, N).
     """
-    mh, mw = _check(mask, psa_type, mask_size)
     b, _, h, w = mask.shape
-    owned = _owner_block(mask.float().reshape(b, mh, mw, h, w), 0, h * w)  # [B, owner, position]
-    # collect: the owner is the target t; distribute: the owner is the source s.
-    logits = owned if psa_type == 'collect' else owned.transpose(1, 2)  # [B, t, s]
-    return torch.softmax(logits, dim=2) if softmax else logits
+    # The buffer is [source, target] in both layouts (collect: the target's mask, distribute: the source's).
+    buffer = psa_mask(mask.float(), psa_type, mask_size).reshape(b, h * w, h * w)
+    return (torch.softmax(buffer, dim=1) if softmax else buffer).transpose(1, 2)
 
 
 def _chunk_len(batch: int, n: int, chunk_size: Optional[int]) -> int:
@@ -259,7 +267,7 @@ class _PSAAttention(torch.autograd.Function):
                 stop = min(start + chunk, n)
                 z = _owner_block(m5, start, stop).to(stat)  # [B, S, N]
                 p = z.sub_(lse[:, None, :]).exp_() if softmax else z
-                out.baddbmm_(xf[:, :, start:stop], p.to(x.dtype))  # [B, C, S] @ [B, S, N]
+                out.add_(torch.bmm(xf[:, :, start:stop], p.to(x.dtype)))  # [B, C, S] @ [B, S, N]
                 del z, p
         out = out.to(x.dtype)
         ctx.save_for_backward(x, mask, out, lse)

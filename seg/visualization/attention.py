@@ -100,6 +100,16 @@ class Geometry:
         return (min(fh - 1, max(0, int(yi * fh / self.pad[0]))),
                 min(fw - 1, max(0, int(xi * fw / self.pad[1]))))
 
+    def cover(self) -> tuple[float, float]:
+        """(H, W), in pixels of the original image, that a map over the padded input covers from the
+        image's top-left corner (more than the image where the input was padded)."""
+        return self.pad[0] * self.ori[0] / self.img[0], self.pad[1] * self.ori[1] / self.img[1]
+
+    def to_input(self, x: int, y: int) -> tuple[int, int]:
+        """Original pixel (x, y) -> (row, col) of the padded network input."""
+        return (min(self.pad[0] - 1, max(0, int((y + 0.5) * self.img[0] / self.ori[0]))),
+                min(self.pad[1] - 1, max(0, int((x + 0.5) * self.img[1] / self.ori[1]))))
+
     def to_image(self, fmap: np.ndarray) -> np.ndarray:
         """A [h, w] map over the padded input -> [H, W] over the original image (nearest neighbour)."""
         fmap = np.asarray(fmap, dtype=np.float32)

@@ -15,7 +15,7 @@ import numpy as np
 
 from seg.engine.logs import read_scalars
 
-__all__ = ['branch_bar_chart', 'channel_bar_chart', 'load_scalars', 'plot_class_differences', 'plot_curves', 'plot_heatmaps', 'plot_confusion_matrix',
+__all__ = ['branch_bar_chart', 'channel_bar_chart', 'draw_branch_bars', 'draw_channel_bars', 'load_scalars', 'plot_class_differences', 'plot_curves', 'plot_heatmaps', 'plot_confusion_matrix',
            'plot_per_class_iou', 'plot_training_curves', 'plot_tradeoff']
 
 
@@ -265,6 +265,50 @@ def plot_per_class_iou(iou: Sequence[float], class_names: Sequence[str], path: s
     return _save(fig, path)
 
 
+def draw_channel_bars(ax, weights: np.ndarray, top: int = 20, title: str = 'channel weights',
+                      ylabel: str = 'weight') -> None:
+    """Bars of the ``top`` largest channel weights on ``ax``, labelled by channel index, largest first
+    (the drawing of :func:`channel_bar_chart` and of the panels of :mod:`seg.visualization.panels`).
+
+    Raises:
+        ValueError: if ``weights`` is not a non-empty 1-D array or ``top`` < 1.
+    """
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w.size == 0 or top < 1:
+        raise ValueError(f'weights must be non-empty and top >= 1, got {w.size} weights, top={top}')
+    order = np.argsort(-w, kind='stable')[:top]
+    ax.bar(range(len(order)), w[order], color='C0')
+    ax.set_xticks(range(len(order)), [str(i) for i in order], rotation=90, fontsize=7)
+    ax.set_xlabel('channel')
+    ax.set_ylabel(ylabel)
+    ax.set_title(f'{title}\n(top {len(order)} of {w.size}; mean {w.mean():.3f}, min {w.min():.3f})', fontsize=9)
+    ax.grid(True, axis='y', alpha=0.3)
+
+
+def draw_branch_bars(ax, weights: np.ndarray, top: int = 20, title: str = 'branch weights') -> None:
+    """Grouped bars of per-branch channel weights (M, C) on ``ax``: for the ``top`` channels whose weights
+    vary most across the branches, one bar per branch.
+
+    Raises:
+        ValueError: if ``weights`` is not a non-empty 2-D array or ``top`` < 1.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.size == 0 or top < 1:
+        raise ValueError(f'weights must be a non-empty (M, C) array and top >= 1, got shape {w.shape}, top={top}')
+    m = w.shape[0]
+    order = np.argsort(-(w.max(axis=0) - w.min(axis=0)), kind='stable')[:top]
+    width = 0.8 / m
+    for b in range(m):
+        ax.bar(np.arange(len(order)) + (b - (m - 1) / 2) * width, w[b, order], width=width, label=f'branch {b}')
+    ax.set_xticks(range(len(order)), [str(i) for i in order], rotation=90, fontsize=7)
+    ax.set_xlabel('channel')
+    ax.set_ylabel('weight')
+    ax.set_title(f'{title}\n({len(order)} of {w.shape[1]} channels, those the branches weigh most differently)',
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, axis='y', alpha=0.3)
+
+
 def channel_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str = 'channel weights',
                       ylabel: str = 'weight') -> str:
     """Bars of the ``top`` largest channel weights, labelled by channel index, largest first.
@@ -278,18 +322,9 @@ def channel_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str 
     Raises:
         ValueError: if ``weights`` is not a non-empty 1-D array or ``top`` < 1.
     """
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if w.size == 0 or top < 1:
-        raise ValueError(f'weights must be non-empty and top >= 1, got {w.size} weights, top={top}')
-    order = np.argsort(-w, kind='stable')[:top]
-    fig = _figure(max(5.0, 0.32 * len(order) + 2.0), 3.6)
-    ax = fig.add_subplot()
-    ax.bar(range(len(order)), w[order], color='C0')
-    ax.set_xticks(range(len(order)), [str(i) for i in order], rotation=90, fontsize=7)
-    ax.set_xlabel('channel')
-    ax.set_ylabel(ylabel)
-    ax.set_title(f'{title}\n(top {len(order)} of {w.size}; mean {w.mean():.3f}, min {w.min():.3f})', fontsize=9)
-    ax.grid(True, axis='y', alpha=0.3)
+    shown = min(max(int(top), 1), np.asarray(weights).size or 1)
+    fig = _figure(max(5.0, 0.32 * shown + 2.0), 3.6)
+    draw_channel_bars(fig.add_subplot(), weights, top, title, ylabel)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -301,23 +336,10 @@ def branch_bar_chart(weights: np.ndarray, path: str, top: int = 20, title: str =
     Raises:
         ValueError: if ``weights`` is not a non-empty 2-D array or ``top`` < 1.
     """
-    w = np.asarray(weights, dtype=np.float64)
-    if w.ndim != 2 or w.size == 0 or top < 1:
-        raise ValueError(f'weights must be a non-empty (M, C) array and top >= 1, got shape {w.shape}, top={top}')
-    m = w.shape[0]
-    order = np.argsort(-(w.max(axis=0) - w.min(axis=0)), kind='stable')[:top]
-    fig = _figure(max(5.0, 0.45 * len(order) + 2.0), 3.6)
-    ax = fig.add_subplot()
-    width = 0.8 / m
-    for b in range(m):
-        ax.bar(np.arange(len(order)) + (b - (m - 1) / 2) * width, w[b, order], width=width, label=f'branch {b}')
-    ax.set_xticks(range(len(order)), [str(i) for i in order], rotation=90, fontsize=7)
-    ax.set_xlabel('channel')
-    ax.set_ylabel('weight')
-    ax.set_title(f'{title}\n({len(order)} of {w.shape[1]} channels, those the branches weigh most differently)',
-                 fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(True, axis='y', alpha=0.3)
+    w = np.asarray(weights)
+    shown = min(max(int(top), 1), w.shape[-1] if w.ndim == 2 and w.size else 1)
+    fig = _figure(max(5.0, 0.45 * shown + 2.0), 3.6)
+    draw_branch_bars(fig.add_subplot(), weights, top, title)
     fig.tight_layout()
     return _save(fig, path)
 

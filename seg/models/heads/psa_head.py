@@ -22,6 +22,10 @@ pixels of the shrunk feature: at 1024 x 2048 inference (feature 128 x 256, shrun
 branch it holds the mask (B, mh * mw, h, w) that the attention conv outputs (294 MiB at that size with
 97 x 97 masks, as in mmsegmentation), a (B, N) log-sum-exp, and while it runs a few (B, chunk, N)
 blocks of 64 MiB. Only ``compact=True`` (whose conv outputs the N x N map itself) takes the plain path.
+
+Export (ONNX): the graph takes the plain path (the buffer, a softmax, a matmul) and, since the size
+rule depends on the parity of the feature, keeps both rules behind an ``If`` on it (``torch.cond``),
+so that it is right at every input size, not only at the parity of the example.
 """
 from __future__ import annotations
 
