@@ -9,7 +9,7 @@ see its docstring) in fp32 and under bf16 autocast -- on the same R-50-D8 Citysc
 random weights and random input. Every process prints ``median_s``; with several rounds the order
 of the four rotates and the median over rounds is kept, so load on the machine hits all alike.
 Prints a markdown table with the ratios the speed targets are stated in: seg auto / mmseg fp32
-(target <= 0.5) and seg auto / mmseg bf16 (target <= 0.7).
+(target <= 0.5) and seg auto / mmseg bf16 (target <= 0.9 since issue 22: 0.7 was set on an AMX Xeon).
 """
 import argparse
 import os
@@ -22,7 +22,7 @@ from r50_configs import CONFIGS, PEER_CONFIGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ('seg fp32', 'seg auto', 'mmseg fp32', 'mmseg bf16')
-TARGETS = {'mmseg fp32': 0.5, 'mmseg bf16': 0.7}
+TARGETS = {'mmseg fp32': 0.5, 'mmseg bf16': 0.9}
 
 
 def command(variant: str, model: str, mode: str, args) -> list[str]:
@@ -64,7 +64,7 @@ def main() -> None:
     print(f"torch {env['torch']}, {env['cpu']}, {env['cpu_count']} CPUs; R-50-D8, batch {args.batch_size}, "
           f"{args.shape[0]}x{args.shape[1]}, median s/pass of {args.iters} timed passes after {args.warmup} "
           f"warm-up, {args.rounds} round(s)\n", flush=True)
-    print('| model | mode | ' + ' | '.join(VARIANTS) + ' | auto / mmseg fp32 (<= 0.5) | auto / mmseg bf16 (<= 0.7) |')
+    print('| model | mode | ' + ' | '.join(VARIANTS) + ' | auto / mmseg fp32 (<= 0.5) | auto / mmseg bf16 (<= 0.9) |')
     print('|---|---|' + '---|' * (len(VARIANTS) + 2), flush=True)
     for model in args.models:
         for mode in args.modes:

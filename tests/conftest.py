@@ -1,5 +1,6 @@
 import math
 import os
+import tempfile
 
 import pytest
 import torch
@@ -8,6 +9,9 @@ from torch import nn
 # One thread per test process: tiny tensors gain nothing from more, and pytest-xdist runs two processes.
 torch.set_num_threads(1)
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+# The int8 calibration cache (seg.engine.quantize) of the tests and the tools they start: never the
+# user's ~/.cache. (On a CPU without native bf16, inference with precision 'auto' calibrates int8.)
+os.environ.setdefault('SEG_CACHE_DIR', tempfile.mkdtemp(prefix='seg-test-cache-'))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

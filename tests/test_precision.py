@@ -114,7 +114,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 
 
 def test_bad_precisions_are_refused():
-    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, got 'half'"):
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, int8, got 'half'"):
         resolve_precision('half')
     with pytest.raises(ValueError, match='fp16 mixed precision needs a CUDA device'):
         resolve_precision('fp16', 'cpu')

@@ -1,5 +1,5 @@
 """Time a config's model: python tools/benchmark.py CONFIG [--ckpt CKPT] [--device cpu|cuda] [--repeat 3]
-[--amp] [--compile] [--shape H W] [--batch-size B] [--mode eval|train] [--precision fp32|auto]
+[--amp] [--compile] [--shape H W] [--batch-size B] [--mode eval|train] [--precision fp32|auto|int8]
 
 Eval mode times whole-image inference as mmsegmentation's benchmark does (batch 1, warm-up passes,
 then N timed images, repeated); train mode one optimizer step of the training losses. Without
@@ -19,8 +19,9 @@ def main() -> None:
     parser.add_argument('--mode', choices=['eval', 'train'], default='eval')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), default=(512, 1024))
     parser.add_argument('--batch-size', type=int, default=1)
-    parser.add_argument('--precision', choices=['fp32', 'auto', 'bf16', 'fp16'], default='auto',
-                        help="'auto': the default fast settings (bf16 + channels-last where native), 'fp32': plain")
+    parser.add_argument('--precision', choices=['fp32', 'auto', 'bf16', 'fp16', 'int8'], default='auto',
+                        help="'auto': the default fast settings (bf16 + channels-last where native; in eval, int8 "
+                             "where not and its guard passes), 'fp32': plain, 'int8': eval only")
     parser.add_argument('--amp', action='store_true', help='mixed precision whatever the hardware')
     parser.add_argument('--compile', action='store_true', help='torch.compile (compile time reported apart)')
     parser.add_argument('--repeat', type=int, default=3)

@@ -4,7 +4,8 @@ Without ``--ckpt`` the model is built from the config with random weights (no Im
 without data the input is random uint8 images of ``--shape``, and random labels in train mode. The
 settings are those of the other tools: ``precision='fp32'`` is full precision, NCHW; ``'auto'`` the
 default fast settings of :mod:`seg.engine.precision` (bf16 and channels-last where the hardware has
-native bf16, else fp32), ``amp`` forces bf16 (fp16 on GPUs without bf16). In eval mode the model also
+native bf16; in eval mode int8 elsewhere, see below, else fp32), ``'int8'`` asks for int8 (eval only),
+``amp`` forces bf16 (fp16 on GPUs without bf16). In eval mode the model also
 gets what ``tools/eval.py`` does by default: ``torch.inference_mode`` and BatchNorm folded into the
 convolutions (exact). ``compile`` wraps backbone and heads in ``torch.compile``; the first pass, which
 compiles, is reported on its own.
@@ -12,6 +13,13 @@ compiles, is reported on its own.
 With ``check_accuracy=N`` the fast path's labels on N images are compared with fp32 ones
 (:func:`seg.analysis.model_bench.agreement`): the config's validation images and labels when its
 dataset is on disk, random images otherwise.
+
+int8 (:mod:`seg.engine.quantize`) is calibrated on the first
+:data:`~seg.engine.quantize.CALIBRATION_IMAGES` validation images when the dataset is on disk, else on
+the timed random batch, and kept only where its own guard passes on them (random weights nearly tie
+their logits and usually fail it: the timing is then fp32's, and the notes say so). Its accuracy guard
+here is :data:`~seg.engine.quantize.INT8_AGREEMENT` agreement and at most
+:data:`~seg.engine.quantize.INT8_MIOU_POINTS` mIoU points (the bf16 guard's are stricter).
 """
 from __future__ import annotations
 
@@ -96,7 +104,19 @@ def _device(name: str | None) -> torch.device:
 
 
 def _precision(settings: BenchmarkSettings, device: torch.device) -> Precision:
-    return resolve_precision(amp_precision(device) if settings.amp else settings.precision, device)
+    return resolve_precision(amp_precision(device) if settings.amp else settings.precision, device,
+                             inference=settings.mode == 'eval')
+
+
+def _calibration(model: torch.nn.Module, cfg: Config, fallback: dict) -> tuple[list[torch.Tensor], str]:
+    """int8 calibration inputs: the first validation images when on disk, else the random batch."""
+    from seg.engine.quantize import CALIBRATION_IMAGES
+
+    found = _val_images(cfg, CALIBRATION_IMAGES)
+    batches, source = found if found else ([fallback], 'the random batch')
+    with torch.inference_mode():
+        inputs = [model.data_preprocessor(b, False)['inputs'] for b in batches]
+    return [x.clone() for x in inputs], source
 
 
 def _model(settings: BenchmarkSettings, device: torch.device) -> tuple[torch.nn.Module, Config]:
@@ -161,8 +181,11 @@ def run_benchmark(settings: BenchmarkSettings) -> tuple[PassTiming, Agreement | 
              f'{"weights of " + settings.ckpt if settings.ckpt else "random weights"}, random input',
              f'{precision.describe()}' + (', torch.compile' if settings.compile else '')]
     if settings.mode == 'eval':
-        model = fast_model(model, precision, settings.fold_bn, settings.compile)
+        calibration, source = _calibration(model, cfg, data) if precision.name == 'int8' else (None, '')
+        model = fast_model(model, precision, settings.fold_bn, settings.compile, calibration)
         notes.append('torch.inference_mode' + (', BatchNorm folded' if settings.fold_bn else ''))
+        if precision.name == 'int8':
+            notes.append(f'int8 calibrated on {source}: {model.int8_report.reason}')
         step = _eval_step(model, data, device)
         present = lambda: [*model.parameters(), *model.buffers()]  # noqa: E731
     else:
@@ -186,7 +209,7 @@ def run_benchmark(settings: BenchmarkSettings) -> tuple[PassTiming, Agreement | 
     title = f'{settings.config} ({settings.mode})'
     report = format_timing(timing, title)
     if guard is not None:
-        report = report.replace('\nmedian_s=', f'\n{format_agreement(guard, precision.name)}\nmedian_s=')
+        report = report.replace('\nmedian_s=', f'\n{_format_guard(guard, precision)}\nmedian_s=')
     return timing, guard, report
 
 
@@ -211,7 +234,6 @@ def accuracy_guard(settings: BenchmarkSettings, count: int) -> Agreement:
     device = _device(settings.device)
     fast_precision = _precision(settings, device)
     ref_model, cfg = _model(settings, device)
-    fast = fast_model(copy.deepcopy(ref_model), fast_precision, settings.fold_bn)
     ref_model.eval()
     found = _val_images(cfg, count)
     if found is None:
@@ -219,6 +241,15 @@ def accuracy_guard(settings: BenchmarkSettings, count: int) -> Agreement:
         source, with_gt = f'{count} random {settings.shape[0]}x{settings.shape[1]} images', False
     else:
         (batches, source), with_gt = found, True
+    calibration = None
+    if fast_precision.name == 'int8':  # calibrated on the first images, as a run on this data would be
+        from seg.engine.quantize import CALIBRATION_IMAGES
+
+        with torch.inference_mode():
+            calibration = [ref_model.data_preprocessor(b, False)['inputs'].clone() for b in batches[:CALIBRATION_IMAGES]]
+    fast = fast_model(copy.deepcopy(ref_model), fast_precision, settings.fold_bn, calibration=calibration)
+    if calibration is not None:
+        source += f'; int8 calibrated on the first {len(calibration)}: {fast.int8_report.reason}'
     refs, fasts, gts = [], [], []
     for batch in batches:
         for model, out in ((ref_model, refs), (fast, fasts)):
@@ -227,3 +258,18 @@ def accuracy_guard(settings: BenchmarkSettings, count: int) -> Agreement:
         if with_gt:
             gts.append(np.asarray(batch['data_samples'][0]['gt_sem_seg']).reshape(refs[-1].shape))
     return agreement(refs, fasts, gts if with_gt else None, ref_model.num_classes, ref_model.ignore_index, source)
+
+
+def _format_guard(guard: Agreement, precision: Precision) -> str:
+    """The guard's paragraph; int8's verdict by its own thresholds (:mod:`seg.engine.quantize`)."""
+    text = format_agreement(guard, precision.name)
+    if precision.name != 'int8':
+        return text
+    from seg.engine.quantize import INT8_AGREEMENT, INT8_MIOU_POINTS
+
+    change = guard.miou_change
+    passes = guard.agree >= INT8_AGREEMENT and (change is None or abs(change) <= INT8_MIOU_POINTS)
+    lines = text.split('\n')
+    lines[-1] = (f'int8 guard (>= {INT8_AGREEMENT * 100:.1f}% agreement, |mIoU change| <= {INT8_MIOU_POINTS}): '
+                 f'{"passes" if passes else "FAILS"}')
+    return '\n'.join(lines)

@@ -131,7 +131,7 @@ def evaluate(ckpt: str, config: str | None = None, mode: str | None = None, out:
         raise ValueError('slide inference needs model.test_cfg.crop_size and model.test_cfg.stride '
                          "(e.g. --cfg-options model.test_cfg.crop_size='(512,1024)' ...)")
     tta = _resolve_tta(model, tta)
-    chosen = resolve_precision(precision, next(model.parameters()).device, channels_last)
+    chosen = resolve_precision(precision, next(model.parameters()).device, channels_last, inference=True)
     model = fast_model(model, chosen, fold_bn)
     print(f'evaluating with {chosen.describe()}' + (f', TTA {tta}' if tta else ''))
     dataset_cfg = _dataset_cfg(cfg, split)

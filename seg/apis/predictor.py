@@ -138,7 +138,8 @@ class Predictor:
             options = {'model.test_cfg.mode': mode} if mode else None
             model, self.cfg, meta = model_from_checkpoint(ckpt, config, options, device)
             dataset_meta = meta.get('dataset_meta') or {}
-            self.precision = resolve_precision(precision, next(model.parameters()).device, channels_last)
+            self.precision = resolve_precision(precision, next(model.parameters()).device, channels_last,
+                                               inference=True)
             self.backend = TorchBackend(model, self.precision, fold_bn, compile)
             self.preprocessor = self.backend.model.data_preprocessor
             logger.info('inference with %s', self.precision.describe())

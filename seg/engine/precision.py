@@ -4,8 +4,12 @@
 scaling); ``'fp16'`` (autocast to float16 with a gradient scaler in training; CUDA only); ``'auto'``:
 bf16 where the hardware has native bfloat16 arithmetic -- CPUs with AVX512-BF16 or AMX, NVIDIA GPUs
 of compute capability 8.0 (Ampere) and newer -- and fp32 elsewhere, where emulated bf16 is slower
-than fp32. ``channels_last`` is ``'auto'`` (on whenever the precision is bf16 / fp16: oneDNN's and
-cuDNN's low-precision convolutions run in NHWC), ``True`` or ``False``.
+than fp32; ``'int8'`` (evaluation and inference only, CPU): the backbone's and decode head's
+convolutions quantised to int8 after calibration on a few images, the attention modules in float32,
+kept only where an accuracy guard passes (:mod:`seg.engine.quantize`). For evaluation and inference
+(``inference=True``), ``'auto'`` on a CPU without native bf16 is ``'int8'`` rather than fp32; training
+stays fp32 there. ``channels_last`` is ``'auto'`` (on whenever the precision is bf16 / fp16: oneDNN's
+and cuDNN's low-precision convolutions run in NHWC), ``True`` or ``False``.
 
 Training runs the forward under autocast (:class:`seg.engine.optim_wrapper.AutoAmpOptimWrapper`);
 evaluation and inference cast the BN-folded weights themselves (:func:`fast_model`),
@@ -23,8 +27,8 @@ import torch
 __all__ = ['PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'fast_model',
            'resolve_precision', 'use_amp_wrapper']
 
-PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
-_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')
+_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16, 'int8': None}
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,7 +47,7 @@ def cpu_bf16_flags() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Precision:
-    """A resolved choice: ``name`` ('fp32', 'bf16', 'fp16'), ``channels_last``, and why."""
+    """A resolved choice: ``name`` ('fp32', 'bf16', 'fp16', 'int8'), ``channels_last``, and why."""
 
     name: str
     channels_last: bool
@@ -51,7 +55,7 @@ class Precision:
 
     @property
     def dtype(self) -> torch.dtype | None:
-        """The autocast dtype (None for fp32)."""
+        """The autocast / weight dtype (None for fp32 and int8)."""
         return _DTYPES[self.name]
 
     def describe(self) -> str:
@@ -59,11 +63,14 @@ class Precision:
 
 
 def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu',
-                      channels_last: bool | str = 'auto') -> Precision:
+                      channels_last: bool | str = 'auto', inference: bool = False) -> Precision:
     """Turn a requested precision and memory format into the ones to run with on ``device``.
 
+    ``inference``: for evaluation / inference, where ``'auto'`` on a CPU without native bf16 is
+    ``'int8'`` (when this torch has a quantised CPU engine); training (False) keeps fp32 there.
+
     Raises:
-        ValueError: an unknown precision, or fp16 on a device without CUDA.
+        ValueError: an unknown precision, fp16 on a device without CUDA, int8 for training or on CUDA.
     """
     if requested not in PRECISIONS:
         raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {requested!r}')
@@ -78,17 +85,30 @@ def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu
             native = bool(flags)
             why = f'auto: this CPU has {", ".join(flags)}' if native else 'auto: this CPU has no native bf16'
         name = 'bf16' if native else 'fp32'
+        if not native and device.type == 'cpu' and inference and _has_int8_engine():
+            name = 'int8'
+            why += ('; int8 (convolutions quantised, attention in fp32) for inference where its accuracy '
+                    'guard passes, else fp32')
     else:
         name, why = requested, 'requested'
         if name == 'fp16' and device.type != 'cuda':
             raise ValueError('fp16 mixed precision needs a CUDA device; use bf16 (or auto) on CPU')
+        if name == 'int8' and (device.type != 'cpu' or not inference):
+            raise ValueError('int8 is for evaluation and inference on the CPU; training and CUDA use fp32, '
+                             'bf16 or fp16')
     if channels_last == 'auto':
-        last = name != 'fp32'
+        last = name in ('bf16', 'fp16')
     elif isinstance(channels_last, bool):
         last = channels_last
     else:
         raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
     return Precision(name, last, why)
+
+
+def _has_int8_engine() -> bool:
+    from .quantize import int8_engine
+
+    return int8_engine() is not None
 
 
 def amp_precision(device: str | torch.device) -> str:
@@ -114,7 +134,8 @@ def channels_last_model(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = True,
-               compile: bool = False) -> torch.nn.Module:
+               compile: bool = False, calibration: list[torch.Tensor] | None = None,
+               cache: bool = True) -> torch.nn.Module:
     """``model`` (in eval mode) made fast for inference, in place, and returned.
 
     BatchNorm folded into the convolutions (in float32, before any cast); for bf16 / fp16 the
@@ -123,12 +144,20 @@ def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = Tru
     it -- the attention ops keep their softmax statistics in float32 for low-precision inputs
     (:mod:`seg.ops`); the memory format of ``precision``; and ``torch.compile`` of backbone and heads
     when asked.
+
+    int8 (:mod:`seg.engine.quantize`): BatchNorm always folded, then backbone and decode head quantised
+    on ``calibration`` (preprocessed batches) where given, else on the first
+    :data:`seg.engine.quantize.CALIBRATION_IMAGES` images the model sees (which run in fp32); a cached
+    outcome applies at once. The accuracy guard keeps the model fp32 where int8 changes too many labels;
+    ``model.int8_report`` says what happened, and the log says it too.
     """
     from seg.models.fuse import fold_batchnorm
 
     model.eval()
-    if fold_bn:
+    if fold_bn or precision.name == 'int8':
         fold_batchnorm(model)
+    if precision.name == 'int8':
+        _int8(model, calibration, cache)
     if precision.dtype is not None:
         for part in (model.backbone, model.decode_head, model.auxiliary_head):
             if part is not None:
@@ -136,7 +165,29 @@ def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = Tru
         model.compute_dtype = precision.dtype
     if precision.channels_last:
         model = channels_last_model(model)
-    if compile:
+    if compile and precision.name == 'int8':
+        from mmengine.logging import print_log
+
+        print_log('int8: torch.compile is not applied to the int8 model', logger='current')
+    elif compile:
         model.backbone = torch.compile(model.backbone)
         model.decode_head = torch.compile(model.decode_head)
     return model
+
+
+def _int8(model: torch.nn.Module, calibration: list[torch.Tensor] | None, cache: bool) -> None:
+    from mmengine.logging import print_log
+
+    from .quantize import lazy_int8, quantize_segmentor
+
+    def log(reason: str) -> None:
+        print_log(f'int8: {reason}', logger='current')
+
+    if next(model.parameters()).device.type != 'cpu':
+        raise ValueError('int8 runs on the CPU only')
+    if calibration:
+        report = quantize_segmentor(model, list(calibration), cache)
+        model.int8_report = report
+        log(report.reason)
+    else:
+        model.int8_report = lazy_int8(model, cache=cache, log=log)
