@@ -76,7 +76,9 @@ def measure(cmd: list[str], check: str, depth50: bool) -> float:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if check == 'memory':
         found = re.findall(r'^peak_bytes=(\d+)$', proc.stdout, re.M)
-        found = found or [float(m) * 2**20 for m in re.findall(r'^peak memory: ([0-9.]+) MiB$', proc.stdout, re.M)]
+        units = {'KiB': 2**10, 'MiB': 2**20, 'GiB': 2**30}
+        found = found or [float(v) * units[u] for v, u in re.findall(r'^peak memory: ([0-9.]+) ([KMG]iB)$', proc.stdout,
+                                                                      re.M)]
     else:
         found = re.findall(r'^median_s=([0-9.]+)$', proc.stdout, re.M)
     if proc.returncode or not found:
@@ -95,9 +97,9 @@ def main() -> None:
     if not os.path.isfile(ARGS.mmseg_python):
         parser.error(f'--mmseg-python {ARGS.mmseg_python!r} does not exist')
     sys.path.insert(0, ROOT)
-    from seg.analysis.measure import describe_environment
+    from seg.analysis.measure import describe_environment, environment
 
-    print(describe_environment())
+    print(describe_environment(environment()))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for head in ARGS.heads:
