@@ -26,22 +26,10 @@ import subprocess
 import sys
 import tempfile
 
+from r50_configs import HEAD_CONFIGS as CONFIGS
+from r50_configs import PEER_HEAD_CONFIGS as PEER_CONFIGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {
-    'psp': 'pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'aspp': 'deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'ocr': 'ocrnet/ocrnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'ema': 'emanet/emanet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
-    'gc': 'gcnet/gcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'isa': 'isanet/isanet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'dnl': 'dnlnet/dnl_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'ann': 'ann/ann_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'psa': 'psanet/psanet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'apc': 'apcnet/apcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'dm': 'dmnet/dmnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-}
-# mmsegmentation publishes OCRNet on R-101 only: its side builds that config at depth 50.
-PEER_CONFIGS = {**CONFIGS, 'ocr': 'ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py'}
 ATTENTION_HEADS = ('ocr', 'ema', 'gc', 'isa', 'dnl', 'ann')
 NO_PEER = {'psa': "mmcv-lite has no PSAMask"}
 TARGET = {'eval': 1.0, 'train': 1.0, 'memory': 0.5}
@@ -56,7 +44,7 @@ def seg_config(head: str, tmp: str) -> str:
     return path
 
 
-def command(side: str, head: str, check: str, tmp: str) -> list[str]:
+def command(side: str, head: str, check: str, tmp: str, mmseg_python: str) -> list[str]:
     mode = 'eval' if check == 'memory' else check
     shape, batch = (('1024', '2048'), '1') if check == 'memory' else (('256', '512'), '2')
     passes = ['--repeat', '1', '--iters', '1' if check == 'memory' else '3', '--warmup', '0' if check == 'memory'
@@ -64,16 +52,13 @@ def command(side: str, head: str, check: str, tmp: str) -> list[str]:
     if side == 'seg':
         return [sys.executable, os.path.join(ROOT, 'tools', 'benchmark.py'), seg_config(head, tmp),
                 '--precision', 'fp32', '--mode', mode, *passes]
-    cmd = [ARGS.mmseg_python, os.path.join(ROOT, 'benchmarks', 'mmseg_peer.py'), PEER_CONFIGS[head],
-           '--precision', 'fp32', '--mode', check, '--no-aux', *passes]
-    return cmd
+    depth = ['--depth', '50'] if PEER_CONFIGS[head] != CONFIGS[head] else []  # OCRNet: R-101 published only
+    return [mmseg_python, os.path.join(ROOT, 'benchmarks', 'mmseg_peer.py'), PEER_CONFIGS[head],
+            '--precision', 'fp32', '--mode', check, '--no-aux', *depth, *passes]
 
 
-def measure(cmd: list[str], check: str, depth50: bool) -> float:
-    env = dict(os.environ)
-    if depth50:  # the peer's OCRNet at depth 50
-        env['MMSEG_PEER_DEPTH'] = '50'
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+def measure(cmd: list[str], check: str) -> float:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if check == 'memory':
         found = re.findall(r'^peak_bytes=(\d+)$', proc.stdout, re.M)
         units = {'KiB': 2**10, 'MiB': 2**20, 'GiB': 2**30}
@@ -87,33 +72,31 @@ def measure(cmd: list[str], check: str, depth50: bool) -> float:
 
 
 def main() -> None:
-    global ARGS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mmseg-python', required=True, help="the mmseg venv's python")
     parser.add_argument('--heads', nargs='+', choices=sorted(CONFIGS), default=list(CONFIGS))
     parser.add_argument('--checks', nargs='+', choices=['eval', 'train', 'memory'], default=['eval', 'train', 'memory'])
     parser.add_argument('--rounds', type=int, default=1)
-    ARGS = parser.parse_args()
-    if not os.path.isfile(ARGS.mmseg_python):
-        parser.error(f'--mmseg-python {ARGS.mmseg_python!r} does not exist')
+    args = parser.parse_args()
+    if not os.path.isfile(args.mmseg_python):
+        parser.error(f'--mmseg-python {args.mmseg_python!r} does not exist')
     sys.path.insert(0, ROOT)
     from seg.analysis.measure import describe_environment, environment
 
     print(describe_environment(environment()))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for head in ARGS.heads:
-            for check in ARGS.checks:
+        for head in args.heads:
+            for check in args.checks:
                 if check == 'memory' and head not in ATTENTION_HEADS:
                     continue
                 values = {'seg': [], 'mmseg': []}
-                for r in range(ARGS.rounds):
+                for r in range(args.rounds):
                     sides = ['seg', 'mmseg'] if r % 2 == 0 else ['mmseg', 'seg']
                     for side in sides:
                         if side == 'mmseg' and head in NO_PEER:
                             continue
-                        values[side].append(measure(command(side, head, check, tmp), check,
-                                                    side == 'mmseg' and head == 'ocr'))
+                        values[side].append(measure(command(side, head, check, tmp, args.mmseg_python), check))
                 seg = statistics.median(values['seg'])
                 peer = statistics.median(values['mmseg']) if values['mmseg'] else None
                 unit = (lambda v: f'{v / 2**20:.0f} MiB') if check == 'memory' else (lambda v: f'{v:.3f} s')
@@ -126,7 +109,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     print(f'\nfp32, R-50-D8, no auxiliary head; eval / train: batch 2, 256x512, median s/pass of 3 after 1 warm-up; '
           f'memory: one whole-image eval pass at 1024x2048, batch 1, peak tensor bytes with the weights; '
-          f'{ARGS.rounds} round(s)\n')
+          f'{args.rounds} round(s)\n')
     print('| head | check | seg | mmseg 1.2.2 | seg / mmseg (target: time <= 1.0, memory <= 0.5) |')
     print('|---|---|---|---|---|')
     print('\n'.join(rows))

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 import torch
 
 
-def build(config: str, shape, aux: bool = True):
+def build(config: str, shape, aux: bool = True, depth: int | None = None):
     import mmseg
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -45,8 +45,8 @@ def build(config: str, shape, aux: bool = True):
                                                               config)
     cfg = Config.fromfile(path)
     cfg.model.pretrained = None
-    if os.environ.get('MMSEG_PEER_DEPTH'):  # e.g. OCRNet, published on R-101 only, at depth 50
-        cfg.model.backbone.depth = int(os.environ['MMSEG_PEER_DEPTH'])
+    if depth is not None:  # e.g. OCRNet, published on R-101 only, at depth 50
+        cfg.model.backbone.depth = depth
     for part in ('backbone', 'decode_head', 'auxiliary_head'):
         sub = cfg.model.get(part)
         for item in (sub if isinstance(sub, list) else [sub]):
@@ -86,10 +86,11 @@ def main() -> None:
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--no-aux', action='store_true', help='drop the auxiliary head')
+    parser.add_argument('--depth', type=int, help="the backbone's depth instead of the config's")
     args = parser.parse_args()
     from mmengine.optim import OptimWrapper
 
-    model, cfg = build(args.config, args.shape, aux=not args.no_aux)
+    model, cfg = build(args.config, args.shape, aux=not args.no_aux, depth=args.depth)
     heads = cfg.model.decode_head  # a list for a cascade (OCRNet)
     data = batch(args.batch_size, args.shape, (heads[-1] if isinstance(heads, list) else heads).num_classes)
     low = args.precision == 'bf16'
