@@ -64,3 +64,10 @@ def test_eval_tool_writes_boundary_and_object_metrics(tmp_path):
     # the demo network's criss-cross head: each pass and the composition, rows that sum to one
     assert payload['attention'] and all(0 <= v['entropy'] <= 1 for v in payload['attention'].values())
     assert 'effective receptive field: radius_50' in out.stdout
+
+
+def test_a_size_bucket_without_objects_is_not_measured_rather_than_zero():
+    counts = np.zeros((2, 3))  # [intersection / union, C]: no class has a pixel in this bucket
+    assert np.isnan(mean_pair_iou(counts))
+    counts[:, 1] = (3, 4)
+    assert mean_pair_iou(counts) == pytest.approx(75.0)

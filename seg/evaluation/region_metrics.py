@@ -26,11 +26,13 @@ TRIMAP_WIDTHS = (1, 2, 4, 8, 16)
 
 def mean_pair_iou(counts: np.ndarray) -> np.ndarray:
     """Mean over classes of ``intersection / union`` of pooled ``[..., 2, C]`` counts (NaN classes left out),
-    percent: the mean Boundary IoU of boundary counts, the mean IoU within a size bucket of size counts."""
+    percent: the mean Boundary IoU of boundary counts, the mean IoU within a size bucket of size counts.
+    NaN where no class has a pixel (a size bucket with no object): not measured, rather than 0."""
     iou = boundary_iou_from_counts(counts)  # [..., C]
     with np.errstate(invalid='ignore'):
         valid = ~np.isnan(iou)
-        return 100.0 * np.where(valid, iou, 0.0).sum(-1) / np.maximum(valid.sum(-1), 1)
+        n = valid.sum(-1)
+        return np.where(n > 0, 100.0 * np.where(valid, iou, 0.0).sum(-1) / np.maximum(n, 1), np.nan)
 
 
 def size_recall(counts: np.ndarray) -> np.ndarray:
