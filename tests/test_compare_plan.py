@@ -76,6 +76,7 @@ def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_compariso
     from seg.analysis.report import to_markdown
 
     assert set(parallel.models[0].region_summary) == {'bIoU', 'recall.small', 'recall.medium', 'recall.large',
+                                                      'sizeIoU.small', 'sizeIoU.medium', 'sizeIoU.large',
                                                       'ERF radius_50', 'ERF radius_95'}
     erf = json.loads(open(os.path.join(parallel.models[0].runs[0].work_dir, 'erf.json')).read())
     assert erf['images'] == 3 and erf['size'] == [32, 48] and 0 < erf['radius_50'] <= erf['radius_95'] <= 24
@@ -87,6 +88,13 @@ def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_compariso
     cc = parallel.models[1].attention_summary
     assert cc and all(0 <= v['same_class_mass'].mean <= 1 and 0 <= v['entropy'].mean <= 1 for v in cc.values())
     assert not parallel.models[0].attention_summary and 'same-class mass' in to_markdown(parallel)
+    # ... and at which distance: the mass of every bucket adds up to the row's (1), over the seeds
+    by_distance = parallel.models[1].attention_by_distance
+    assert set(by_distance) == set(cc) and 'mass 0-4 px' in to_markdown(parallel)
+    for stats in by_distance.values():
+        assert stats['distance_edges'] == (0.0, 4.0, 16.0, 64.0, float('inf')) and stats['runs'] == 2
+        assert sum(iv.mean for iv in stats['mass_by_distance']) == pytest.approx(1.0)
+    assert 'sizeIoU.small' in parallel.models[1].region_difference
     from seg.apis.compare import write_report
 
     paths = write_report(parallel, str(tmp_path / 'report'))

@@ -302,3 +302,111 @@ def test_report_prints_the_verdict_and_names_the_image_only_interval(seeds):
     assert set(data['class_difference_detail']) == set(result.classes)
     row = to_csv(result).splitlines()[2]
     assert verdict in row
+
+
+def _hand_comparison(seeds, class_counts, size_counts=None, attention=None, images=4):
+    """Two models (``fcn``, ``danet``), ``seeds`` runs each, every image of a run with the same counts: then
+    the pooled ratios do not depend on the draw of the images, and a difference equal on every seed has the
+    interval [d, d]. ``class_counts[label]`` (3, C); ``size_counts[label][k]`` (3, 2, C) of seed k;
+    ``attention[label][k]`` the run's attention.json."""
+    from seg.analysis.comparison import Comparison, ModelResult, Run, compare_regions, compare_to_baseline
+    from seg.analysis.profile import CostReport
+    from seg.analysis.results import RunMetrics
+    from seg.analysis.specs import ModelSpec
+
+    classes = [f'c{i}' for i in range(np.shape(class_counts['fcn'])[-1])]
+
+    def result(label):
+        runs = []
+        for k in range(seeds):
+            counts = np.repeat(np.asarray(class_counts[label])[None], images, axis=0)
+            run = Run(seed=k, work_dir=None, metrics=RunMetrics(100 * miou_from_counts(counts), 0.0, 0.0, {}, 'test'),
+                      counts=counts, images=[f'{i}.png' for i in range(images)])
+            if size_counts:
+                run.region_counts['size_iou'] = np.repeat(np.asarray(size_counts[label][k])[None], images, 0).tolist()
+            if attention:
+                run.attention = attention[label][k]
+            runs.append(run)
+        return ModelResult(ModelSpec(label, 'head', label), CostReport(1, 1, 1, 1, (8, 8)), runs)
+
+    models = [result('fcn'), result('danet')]
+    assert compare_to_baseline(models, classes, replicates=200) == []
+    compare_regions(models, replicates=200)
+    return Comparison(models, (8, 8), 1, 'cpu', 1, 'demo', classes=classes, bootstrap=200)
+
+
+# class c0: IoU 5 / (10 + 10 - 5) = 33.33 % for fcn, 6 / 14 = 42.86 % for danet (+9.52); class c1: 8 / 12 for both
+CLASS_COUNTS = {'fcn': [[5, 8], [10, 10], [10, 10]], 'danet': [[6, 8], [10, 10], [10, 10]]}
+
+
+@pytest.mark.parametrize('seeds', [2, 3])
+def test_per_class_differences_are_a_compact_grid_with_the_undistinguishable_cells_marked(seeds):
+    from seg.analysis.report import to_json, to_markdown
+
+    result = _hand_comparison(seeds, CLASS_COUNTS)
+    text = to_markdown(result)
+    # +9.52 on every seed and every image draw: distinguishable from 3 seeds on, "too few seeds" with 2;
+    # c1 differs by exactly 0: not distinguishable. Marked by parentheses, the intervals left to results.json.
+    row = '| danet | +9.52 | (+0.00) |' if seeds >= 3 else '| danet | (+9.52) | (+0.00) |'
+    assert row in text
+    assert 'Per-class IoU difference from `fcn`' in text and 'in parentheses: not distinguishable' in text
+    assert '[+9.52, +9.52]' not in text.split('Per-class IoU difference')[1]  # compact: no interval in the grid
+    c0 = to_json(result)['models'][1]['class_difference']['c0']
+    assert (c0['mean'], c0['low'], c0['high']) == (pytest.approx(100 * (6 / 14 - 5 / 15)),) * 3
+
+
+def test_iou_by_object_size_is_a_table_with_seeds_and_paired_differences():
+    from seg.analysis.report import to_json, to_markdown
+
+    def sizes(a):  # [3 buckets, (intersection, union), 2 classes]
+        return [[[a, 1], [10, 2]],  # small: c0 a / 10, c1 1 / 2
+                [[3, 0], [4, 0]],  # medium: c0 3 / 4, c1 without union (left out of the mean)
+                [[1, 0], [1, 0]]]  # large: c0 1 / 1
+
+    # small: fcn (a / 10 + 0.5) / 2 with a = 2, 4, 6 over the seeds: 35, 45, 55 %; danet a = 4, 6, 8: 45, 55, 65 %
+    size_counts = {'fcn': [sizes(a) for a in (2, 4, 6)], 'danet': [sizes(a) for a in (4, 6, 8)]}
+    result = _hand_comparison(3, CLASS_COUNTS, size_counts)
+    text = to_markdown(result)
+    assert '| model | small (mean ± std) | small vs baseline [95% CI] | medium (mean ± std) |' in text
+    assert '| fcn | 45.00 ± 10.00 | baseline | 75.00 ± 0.00 | baseline | 100.00 ± 0.00 | baseline |' in text
+    assert ('| danet | 55.00 ± 10.00 | +10.00 [+10.00, +10.00] | 75.00 ± 0.00 | +0.00 [+0.00, +0.00] not '
+            'distinguishable | 100.00 ± 0.00 | +0.00 [+0.00, +0.00] not distinguishable |') in text
+    data = to_json(result)['models'][1]
+    assert data['region_summary']['sizeIoU.small']['mean'] == pytest.approx(55.0)
+    assert data['region_difference']['sizeIoU.small']['mean'] == pytest.approx(10.0)
+    assert data['region_difference']['sizeIoU.small']['verdict'] == DISTINGUISHABLE
+    assert data['region_difference']['sizeIoU.medium']['verdict'] == NOT_DISTINGUISHABLE
+
+
+def test_attention_by_distance_is_a_table_over_the_seeds_and_in_results_json():
+    import json
+
+    from seg.analysis.report import to_json, to_markdown
+
+    def attention(k):  # seed k; buckets 0-4, 4-16, 16-64, >= 64 feature pixels
+        return {'decode_head.context/composed': dict(
+            same_class_mass=0.5, baseline=0.25, entropy=0.9, distance=7.0,
+            mass_by_distance=[0.5 + 0.1 * k, 0.3 - 0.1 * k, 0.2, 0.0],
+            baseline_by_distance=[0.01, 0.09, 0.6, 0.3],
+            same_class_mass_by_distance=[0.4, 0.1 + 0.05 * k, 0.05, 0.0],
+            same_class_baseline_by_distance=[0.005, 0.02, 0.15, 0.075],
+            distance_edges=[0.0, 4.0, 16.0, 64.0, None])}
+
+    result = _hand_comparison(3, CLASS_COUNTS, attention={'fcn': [{}] * 3, 'danet': [attention(k) for k in range(3)]})
+    text = to_markdown(result)
+    assert ('| model | module / map | mass 0-4 px | mass 4-16 px | mass 16-64 px | mass >= 64 px | same-class 0-4 px |'
+            ' same-class 4-16 px | same-class 16-64 px | same-class >= 64 px |') in text
+    # mass 0-4 px over the seeds: 0.5, 0.6, 0.7 -> 0.600 ± 0.100; same-class 4-16 px: 0.1, 0.15, 0.2 -> 0.150 ± 0.050
+    assert ('| danet | `decode_head.context/composed` | 0.600 ± 0.100 (0.010) | 0.200 ± 0.100 (0.090) | '
+            '0.200 ± 0.000 (0.600) | 0.000 ± 0.000 (0.300) | 0.400 ± 0.000 (0.005) | 0.150 ± 0.050 (0.020) | '
+            '0.050 ± 0.000 (0.150) | 0.000 ± 0.000 (0.075) |') in text
+    # the scalar statistics stay in the table of means, without the lists
+    summary = result.models[1].attention_summary['decode_head.context/composed']
+    assert set(summary) == {'same_class_mass', 'baseline', 'entropy', 'distance'}
+    data = json.loads(json.dumps(to_json(result), allow_nan=False))  # plain JSON: the open edge is null
+    by_distance = data['models'][1]['attention_by_distance']['decode_head.context/composed']
+    assert by_distance['distance_edges'] == [0.0, 4.0, 16.0, 64.0, None] and by_distance['runs'] == 3
+    assert by_distance['mass_by_distance'][0]['mean'] == pytest.approx(0.6)
+    assert by_distance['mass_by_distance'][0]['std'] == pytest.approx(0.1)
+    assert by_distance['same_class_baseline_by_distance'][3]['mean'] == pytest.approx(0.075)
+    assert data['models'][0]['attention_by_distance'] == {}

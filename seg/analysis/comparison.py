@@ -20,7 +20,8 @@ from .results import RunMetrics
 from .specs import ModelSpec
 from .stats import MIN_SEEDS, Difference, Interval, bootstrap_paired_difference, mean_interval
 
-__all__ = ['Comparison', 'ModelResult', 'Run', 'compare_to_baseline', 'summarize']
+__all__ = ['ATTENTION_BY_DISTANCE', 'Comparison', 'ModelResult', 'Run', 'SIZE_IOU', 'attention_distance_summary',
+           'compare_to_baseline', 'summarize']
 
 SUMMARY_KEYS = ('mIoU', 'mAcc', 'aAcc')
 
@@ -40,8 +41,9 @@ class Run:
         erf: its effective receptive field's ``radius_50`` / ``radius_95`` (px, chessboard) and ``area_*``
             (:func:`seg.evaluation.erf.erf_radius`), when the comparison measured it.
         attention: per attention module and map (``'decode_head.context/composed'``), what its rows attend
-            to (same-class mass, its uniform baseline, normalised entropy, mean distance) or a gate's spread
-            and class gap (:mod:`seg.evaluation.attention_stats`), when the comparison measured it.
+            to (same-class mass, its uniform baseline, normalised entropy, mean distance; by distance
+            bucket, the lists of :data:`ATTENTION_BY_DISTANCE` and their ``distance_edges``) or a gate's
+            spread and class gap (:mod:`seg.evaluation.attention_stats`), when the comparison measured it.
         costs: what the run's own logs say it cost: ``train_s_per_iter``, ``train_peak_gpu_mib`` (mmengine's
             logged ``torch.cuda.max_memory_allocated``) or ``train_peak_rss_mib`` (its process), and
             ``eval_images_per_second``.
@@ -73,8 +75,15 @@ class ModelResult:
             counts.
         class_difference: the same per class name.
         region_summary / region_difference: the metrics beyond mIoU (:data:`REGION_STATISTICS`: mean
-            Boundary IoU, object recall by size) over the seeds, and their paired differences from the
-            baseline, as for mIoU.
+            Boundary IoU, object recall by size; :data:`SIZE_IOU`: the IoU restricted to each object-size
+            bucket's pixels) over the seeds, and their paired differences from the baseline, as for mIoU.
+        attention_summary: per attention module and map, each scalar statistic of its runs' ``attention``
+            (same-class mass, uniform baseline, entropy, distance; a gate's spread and class gap) over the
+            seeds.
+        attention_by_distance: per attention module and map, the by-distance statistics of its runs
+            (:func:`attention_distance_summary`): ``distance_edges`` (pixels of the attention's grid, the
+            last one ``inf``) and, per statistic of :data:`ATTENTION_BY_DISTANCE`, one interval over the
+            seeds per distance bucket.
         published: the published result of this model under the comparison's recipe (mmsegmentation's
             model zoo, from ``configs/<method>/README.md``: ``mIoU``, ``url``), or None.
     """
@@ -86,6 +95,7 @@ class ModelResult:
     region_summary: dict[str, Interval] = field(default_factory=dict)
     region_difference: dict[str, Difference] = field(default_factory=dict)
     attention_summary: dict[str, dict[str, Interval]] = field(default_factory=dict)
+    attention_by_distance: dict[str, dict] = field(default_factory=dict)
     summary: dict[str, Interval] = field(default_factory=dict)
     difference: Difference | None = None
     class_difference: dict[str, Difference] = field(default_factory=dict)
@@ -169,19 +179,66 @@ def _region_statistics():
     from seg.evaluation.region_metrics import mean_pair_iou, size_recall
 
     return {'boundary': (('bIoU',), mean_pair_iou),
-            'objects': (('recall.small', 'recall.medium', 'recall.large'), size_recall)}
+            'objects': (('recall.small', 'recall.medium', 'recall.large'), size_recall),
+            'size_iou': (SIZE_IOU, mean_pair_iou)}
 
 
 REGION_STATISTICS = ('bIoU', 'recall.small', 'recall.medium', 'recall.large', 'ERF radius_50', 'ERF radius_95')
 """The metrics beyond mIoU a comparison reports: mean Boundary IoU and object recall by size (percent,
 with paired differences), and the effective receptive field's radii (pixels, over the seeds)."""
 
+SIZE_IOU = ('sizeIoU.small', 'sizeIoU.medium', 'sizeIoU.large')
+"""The IoU restricted to the pixels of each object-size bucket (mean over the classes, percent, from a run's
+``size_iou`` counts [N, 3, 2, C]: :func:`seg.evaluation.objects.size_iou_counts`), with paired differences
+like :data:`REGION_STATISTICS`; the report gives them a table of their own."""
+
+ATTENTION_BY_DISTANCE = ('mass_by_distance', 'baseline_by_distance', 'same_class_mass_by_distance',
+                         'same_class_baseline_by_distance')
+"""The per-distance-bucket statistics of an attention map (:func:`seg.evaluation.attention_stats.attention_row_stats`,
+means over the rows): the row's mass in each bucket and what a uniform row puts there, and the same for the mass
+on the query's own class."""
+
+
+def _edges(values) -> tuple[float, ...]:
+    """Distance edges as a run's ``attention.json`` stores them (``None``: no upper edge) -> floats."""
+    return tuple(math.inf if v is None else float(v) for v in values)
+
+
+def attention_distance_summary(runs: list[dict]) -> dict:
+    """The by-distance statistics of one attention map over the seeds.
+
+    Args:
+        runs: per run, the map's entry of its ``attention`` (``distance_edges`` and the lists of
+            :data:`ATTENTION_BY_DISTANCE`, one value per bucket); entries without ``distance_edges`` are
+            skipped.
+
+    Returns:
+        ``{}`` when no run has them; else ``distance_edges`` (tuple of floats, the last one may be ``inf``;
+        the runs with the first run's edges are kept, the others left out), ``runs`` (how many were
+        kept) and, per statistic, ``[Interval per bucket]``: :func:`seg.analysis.stats.mean_interval`
+        over the kept runs (NaN values left out).
+    """
+    runs = [r for r in runs if r.get('distance_edges')]
+    if not runs:
+        return {}
+    edges = _edges(runs[0]['distance_edges'])
+    kept = [r for r in runs if _edges(r['distance_edges']) == edges]
+    out: dict = {'distance_edges': edges, 'runs': len(kept)}
+    for name in ATTENTION_BY_DISTANCE:
+        values = [[math.nan if v is None else float(v) for v in r[name]] for r in kept
+                  if len(r.get(name) or ()) == len(edges) - 1]
+        if values:
+            out[name] = [mean_interval(column) for column in zip(*values)]
+    return out
+
 
 def compare_regions(models: list[ModelResult], replicates: int = 1000, seed: int = 0,
                     seed_level: str = 'student', min_seeds: int = MIN_SEEDS) -> None:
     """Fill each model's ``region_summary`` (mean and t-interval over its runs) and, against ``models[0]``
     with the runs paired by seed, ``region_difference`` (:func:`seg.analysis.stats.paired_bootstrap` on
-    the per-image counts, as for mIoU). Models whose runs recorded no such counts are left as they are."""
+    the per-image counts, as for mIoU). Models whose runs recorded no such counts are left as they are.
+    Also each model's ``attention_summary`` and ``attention_by_distance`` from its runs' ``attention``
+    (over the seeds; no paired difference: these are not per-image counts)."""
     from seg.analysis.stats import paired_bootstrap
 
     stats = _region_statistics()
@@ -189,9 +246,13 @@ def compare_regions(models: list[ModelResult], replicates: int = 1000, seed: int
     for model in models:
         maps = sorted({k for r in model.runs for k in r.attention})
         for key in maps:
-            names = sorted({s for r in model.runs for s in r.attention.get(key, {})})
-            model.attention_summary[key] = {s: mean_interval([r.attention[key][s] for r in model.runs
-                                                              if s in r.attention.get(key, {})]) for s in names}
+            entries = [r.attention[key] for r in model.runs if key in r.attention]
+            scalars = [{s: v for s, v in e.items() if isinstance(v, (int, float))} for e in entries]
+            names = sorted({s for e in scalars for s in e})
+            model.attention_summary[key] = {s: mean_interval([e[s] for e in scalars if s in e]) for s in names}
+            by_distance = attention_distance_summary(entries)
+            if by_distance:
+                model.attention_by_distance[key] = by_distance
         for key in ('radius_50', 'radius_95'):
             values = [r.erf[key] for r in model.runs if key in r.erf]
             if values:

@@ -32,10 +32,10 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return '\n'.join(lines)
 
 
-def _mean_std(iv: Interval | None) -> str:
+def _mean_std(iv: Interval | None, digits: int = 2) -> str:
     if iv is None or math.isnan(iv.mean):
         return ''
-    return f'{iv.mean:.2f}' + (f' ± {iv.std:.2f}' if not math.isnan(iv.std) else '')
+    return f'{iv.mean:.{digits}f}' + (f' ± {iv.std:.{digits}f}' if not math.isnan(iv.std) else '')
 
 
 def _ci(iv: Interval | None) -> str:
@@ -85,7 +85,9 @@ def _seeds(m: ModelResult) -> str:
 
 
 def to_markdown(result: Comparison, per_class: bool = True) -> str:
-    """The comparison as markdown: the main table, per-class IoU (and differences), how it was measured."""
+    """The comparison as markdown: the main table, the runs' costs, the metrics beyond mIoU (Boundary IoU and
+    object recall, IoU by object size, what the attention modules attend to and at which distance), the
+    mIoU differences, per-class IoU and its differences (a compact grid), how it was measured."""
     h, w = result.size
     trained = any(m.trained for m in result.models)
     timed = any(m.cost.forward_ms is not None for m in result.models)
@@ -123,7 +125,11 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
         parts.append(table)
     if trained and (table := _region_table(result)):
         parts.append(table)
+    if trained and (table := _size_iou_table(result)):
+        parts.append(table)
     if trained and (table := _attention_table(result)):
+        parts.append(table)
+    if trained and (table := _attention_distance_table(result)):
         parts.append(table)
     if trained and (table := _differences_table(result)):
         parts.append(table)
@@ -132,15 +138,59 @@ def to_markdown(result: Comparison, per_class: bool = True) -> str:
             ['model'] + result.classes,
             [[m.spec.label] + [_mean_std(m.summary.get(f'IoU.{cn}')) for cn in result.classes]
              for m in result.models]))
-        diffs = [m for m in result.models[1:] if m.class_difference]
-        if diffs:
-            parts.append(f'Per-class IoU difference from `{result.models[0].spec.label}` (points, runs paired by '
-                         'seed, 95% bootstrap interval over the seeds and the validation images):\n\n' + _table(
-                             ['model'] + result.classes,
-                             [[m.spec.label] + [difference_text(m.class_difference.get(cn)) for cn in result.classes]
-                              for m in diffs]))
+        if table := _class_difference_table(result):
+            parts.append(table)
     parts.append('\n'.join(f'- {n}' for n in _notes(result)))
     return '\n\n'.join(parts) + '\n'
+
+
+def compact_difference(iv: Interval | None) -> str:
+    """A difference as one short cell: ``+1.23`` when it is distinguishable, ``(+0.12)`` when it is not (its
+    interval contains 0, too few seeds, no interval), as the hatched cells of the per-class chart."""
+    if iv is None or math.isnan(iv.mean):
+        return ''
+    text = f'{iv.mean:+.2f}'
+    apart = iv.distinguishable if isinstance(iv, Difference) else \
+        math.isfinite(iv.low) and math.isfinite(iv.high) and not iv.contains_zero
+    return text if apart else f'({text})'
+
+
+def _class_difference_table(result: Comparison) -> str:
+    """Per-class IoU differences from the baseline as a compact models x classes grid (the intervals and
+    verdicts are in results.json: ``class_difference``, ``class_difference_detail``)."""
+    diffs = [m for m in result.models[1:] if m.class_difference]
+    if not diffs:
+        return ''
+    return (f'Per-class IoU difference from `{result.models[0].spec.label}` (points; runs paired by seed, 95% '
+            'bootstrap interval over the seeds and the validation images as for mIoU; in parentheses: not '
+            'distinguishable, i.e. the interval contains 0 or there are too few seeds; the intervals are in '
+            'results.json, `class_difference`):\n\n'
+            + _table(['model'] + result.classes,
+                     [[m.spec.label] + [compact_difference(m.class_difference.get(cn)) for cn in result.classes]
+                      for m in diffs]))
+
+
+def _size_iou_table(result: Comparison) -> str:
+    """IoU restricted to each object-size bucket's pixels: mean ± std over the seeds and the paired
+    difference from the baseline, one row per model."""
+    from .comparison import SIZE_IOU
+
+    names = [n for n in SIZE_IOU if any(n in m.region_summary for m in result.models)]
+    if not names:
+        return ''
+    rows = []
+    for i, m in enumerate(result.models):
+        row = [m.spec.label]
+        for n in names:
+            row += [_mean_std(m.region_summary.get(n)),
+                    'baseline' if i == 0 else difference_text(m.region_difference.get(n))]
+        rows.append(row)
+    header = ['model'] + [h for n in names for h in (f'{n.split(".", 1)[1]} (mean ± std)',
+                                                     f'{n.split(".", 1)[1]} vs baseline [95% CI]')]
+    return ('IoU by object size (percent; docs/metrics.md): the IoU restricted to the ground-truth objects of '
+            'each size bucket (small < 0.1% of the image, large >= 1%) and the false positives nearest to '
+            'them, mean over the classes; mean ± std over the seeds, differences paired by seed with the '
+            'interval over the seeds and the validation images as for mIoU:\n\n' + _table(header, rows))
 
 
 def _published(m) -> str:
@@ -200,6 +250,43 @@ def _attention_table(result: Comparison) -> str:
             'attends to; for gates, the spread of the gate values and how much the mean gate differs between '
             'classes. Mean ± std over the seeds:\n\n'
             + _table(['model', 'module / map'] + [name for _, name in _ATTENTION_STATS], rows))
+
+
+def distance_bucket(low: float, high: float) -> str:
+    """A distance bucket's header: ``0-4 px``, ``>= 64 px`` for an open one."""
+    return f'>= {low:g} px' if math.isinf(high) else f'{low:g}-{high:g} px'
+
+
+def _bucket_cells(stats: dict, name: str, uniform: str) -> list[str]:
+    """Per distance bucket, ``mean ± std (uniform mean)`` of the statistic ``name`` of an
+    :attr:`ModelResult.attention_by_distance` entry."""
+    buckets = len(stats['distance_edges']) - 1
+    values, base = stats.get(name) or [None] * buckets, stats.get(uniform) or [None] * buckets
+    return [_mean_std(v, 3) + (f' ({b.mean:.3f})' if b is not None and not math.isnan(b.mean) else '')
+            for v, b in zip(values, base)]
+
+
+def _attention_distance_table(result: Comparison) -> str:
+    """Per model and attention map, its mass in each distance bucket and its same-class mass there, each
+    with what uniform attention would give; one table per set of bucket edges."""
+    groups: dict[tuple, list[list[str]]] = {}
+    for m in result.models:
+        for key, stats in m.attention_by_distance.items():
+            edges = tuple(stats['distance_edges'])
+            groups.setdefault(edges, []).append(
+                [m.spec.label, f'`{key}`'] + _bucket_cells(stats, 'mass_by_distance', 'baseline_by_distance')
+                + _bucket_cells(stats, 'same_class_mass_by_distance', 'same_class_baseline_by_distance'))
+    if not groups:
+        return ''
+    tables = []
+    for edges, rows in groups.items():
+        names = [distance_bucket(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+        tables.append(_table(['model', 'module / map'] + [f'mass {n}' for n in names]
+                             + [f'same-class {n}' for n in names], rows))
+    return ('How far the attention modules look (docs/metrics.md): the share of a row\'s weight on the positions '
+            'at each distance from the query (Euclidean, feature pixels of the attention\'s grid), and the share '
+            'on positions of the query\'s own ground-truth class at that distance; in parentheses what a uniform '
+            'row would put there. Mean ± std over the seeds:\n\n' + '\n\n'.join(tables))
 
 
 def _costs_table(result: Comparison) -> str:
@@ -305,6 +392,15 @@ def _distinguishable(d: Interval | None) -> bool | None:
     return d.distinguishable if isinstance(d, Difference) else not d.contains_zero
 
 
+def _distance_json(stats: dict) -> dict:
+    """An :attr:`ModelResult.attention_by_distance` entry as data: the edges (``None`` for an open last one)
+    and, per statistic, one interval per bucket."""
+    out = {'distance_edges': [None if math.isinf(e) else e for e in stats['distance_edges']],
+           'runs': stats.get('runs')}
+    out.update({k: [iv.as_dict() for iv in v] for k, v in stats.items() if k not in out})
+    return out
+
+
 def to_json(result: Comparison) -> dict:
     """Everything of the comparison as plain data (NaN as None), for scripts."""
     def clean(v):
@@ -332,6 +428,7 @@ def to_json(result: Comparison) -> dict:
             published=m.published,
             region_summary={k: iv.as_dict() for k, iv in m.region_summary.items()},
             attention_summary={k: {s: iv.as_dict() for s, iv in v.items()} for k, v in m.attention_summary.items()},
+            attention_by_distance={k: _distance_json(v) for k, v in m.attention_by_distance.items()},
             region_difference={k: iv.detail() | iv.as_dict() for k, iv in m.region_difference.items()},
             summary={k: iv.as_dict() for k, iv in m.summary.items()},
             difference=m.difference.as_dict() if m.difference else None,

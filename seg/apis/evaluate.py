@@ -214,7 +214,7 @@ def _model_analyses(ckpt: str, config: str | None, device: str | None, which: li
         print('effective receptive field: ' + ', '.join(f'{k} {v:.1f}' for k, v in out['erf'].items()
                                                           if k.startswith(('radius_', 'area_'))))
     for key, stats in out.get('attention', {}).items():
-        print(f'attention {key}: ' + ', '.join(f'{k} {v:.3f}' for k, v in stats.items()))
+        print(f'attention {key}: ' + ', '.join(f'{k} {v:.3f}' for k, v in stats.items() if isinstance(v, (int, float))))
     return out
 
 

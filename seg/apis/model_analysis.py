@@ -7,6 +7,7 @@ field (:mod:`seg.evaluation.erf`) and what its attention modules attend to
 from __future__ import annotations
 
 import copy
+import math
 
 import cv2
 import numpy as np
@@ -87,8 +88,10 @@ def attention_of(model: torch.nn.Module, dataset, images: int = ATTENTION_IMAGES
 
     Returns:
         Per ``'<module>/<map>'``: the means over every row of the same-class mass, its uniform baseline,
-        the normalised entropy and the mean distance (in feature pixels); per gate, the spread and the
-        class gap. {} for a model without attention modules.
+        the normalised entropy and the mean distance (in feature pixels), and, one value per distance
+        bucket, the mass, the same-class mass and their uniform baselines (``*_by_distance`` lists) with
+        the buckets' ``distance_edges`` (feature pixels; ``None`` for the open last edge, so that the file
+        is plain JSON); per gate, the spread and the class gap. {} for a model without attention modules.
     """
     num_classes, ignore = model.num_classes, dataset.metainfo['ignore_index']
     rng = np.random.default_rng(0)
@@ -135,7 +138,8 @@ def attention_of(model: torch.nn.Module, dataset, images: int = ATTENTION_IMAGES
     out: dict = {}
     for key, total in sums.items():
         means = attention_means(total)['all']
-        out[key] = {k: float(v) for k, v in means.items() if np.ndim(v) == 0}
+        out[key] = {k: float(v) if np.ndim(v) == 0 else [float(x) for x in v] for k, v in means.items()}
+        out[key]['distance_edges'] = [float(e) if math.isfinite(e) else None for e in total['distance_edges']]
     for key, stats in gates.items():
         entry = {'spread': float(np.mean([g['std'] for g in stats]))}
         gaps = [g['class_gap'] for g in stats if 'class_gap' in g and np.isfinite(g['class_gap'])]
