@@ -103,6 +103,8 @@ def test_each_head_in_bf16_and_channels_last_stays_close_to_fp32(name):
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.delenv('ONEDNN_MAX_CPU_ISA', raising=False)
+    monkeypatch.delenv('DNNL_MAX_CPU_ISA', raising=False)
     monkeypatch.setattr(precision_mod, 'cpu_bf16_flags', lambda: ('avx512_bf16',))
     chosen = resolve_precision('auto', 'cpu')
     assert (chosen.name, chosen.channels_last) == ('bf16', True) and 'avx512_bf16' in chosen.reason
@@ -111,6 +113,25 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert (chosen.name, chosen.channels_last) == ('fp32', False) and 'no native bf16' in chosen.reason
     assert resolve_precision('bf16', 'cpu', channels_last=False).channels_last is False
     assert resolve_precision('fp32', 'cpu', channels_last=True).channels_last is True
+
+
+@pytest.mark.parametrize('variable, value, native', [
+    ('ONEDNN_MAX_CPU_ISA', 'AVX2', False), ('DNNL_MAX_CPU_ISA', 'avx512_core_vnni', False),
+    ('ONEDNN_MAX_CPU_ISA', 'AVX512_CORE_BF16', True), ('ONEDNN_MAX_CPU_ISA', 'ALL', True),
+])
+def test_a_onednn_isa_cap_below_bf16_makes_auto_treat_the_cpu_as_one_without_it(variable, value, native,
+                                                                                 monkeypatch):
+    # How an AVX2-only CPU is emulated on a newer one: oneDNN would emulate bf16, so auto must not pick it.
+    monkeypatch.delenv('ONEDNN_MAX_CPU_ISA', raising=False)
+    monkeypatch.delenv('DNNL_MAX_CPU_ISA', raising=False)
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(precision_mod, 'cpu_bf16_flags', lambda: ('amx_bf16', 'avx512_bf16'))
+    chosen = resolve_precision('auto', 'cpu')
+    if native:
+        assert chosen.name == 'bf16'
+    else:
+        assert chosen.name == 'fp32' and f'ONEDNN_MAX_CPU_ISA={value}' in chosen.reason
+        assert resolve_precision('auto', 'cpu', inference=True).name == 'int8'
 
 
 def test_bad_precisions_are_refused():

@@ -9,7 +9,8 @@ convolutions quantised to int8 after calibration on a few images, the attention 
 kept only where an accuracy guard passes (:mod:`seg.engine.quantize`). For evaluation and inference
 (``inference=True``), ``'auto'`` on a CPU without native bf16 is ``'int8'`` rather than fp32; training
 stays fp32 there. ``channels_last`` is ``'auto'`` (on whenever the precision is bf16 / fp16: oneDNN's
-and cuDNN's low-precision convolutions run in NHWC), ``True`` or ``False``.
+and cuDNN's low-precision convolutions run in NHWC; and for fp32 inference on the CPU, where oneDNN's NCHW
+convolutions copy their inputs and outputs to a blocked layout), ``True`` or ``False``.
 
 Training runs the forward under autocast (:class:`seg.engine.optim_wrapper.AutoAmpOptimWrapper`);
 evaluation and inference cast the BN-folded weights themselves (:func:`fast_model`),
@@ -20,12 +21,13 @@ tests check.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
 
 __all__ = ['PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'fast_model',
-           'resolve_precision', 'use_amp_wrapper']
+           'onednn_isa_cap', 'resolve_precision', 'use_amp_wrapper']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')
 _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16, 'int8': None}
@@ -43,6 +45,19 @@ def cpu_bf16_flags() -> tuple[str, ...]:
     except OSError:
         pass
     return ()
+
+
+# oneDNN's ISA names below AVX512_CORE_BF16, the first with bf16 dot products (oneDNN's docs, "CPU Dispatcher
+# Control"); DNNL_MAX_CPU_ISA is the variable's older name.
+_BELOW_BF16_ISAS = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX2_VNNI_2', 'AVX512_CORE', 'AVX512_CORE_VNNI')
+
+
+def onednn_isa_cap() -> str | None:
+    """The value of ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) where it caps oneDNN below its bf16
+    kernels (``AVX2``: how an AVX2-only CPU is emulated), else None: bf16 convolutions would then be emulated
+    however the CPU's flags read, so ``auto`` treats the CPU as one without native bf16."""
+    value = os.environ.get('ONEDNN_MAX_CPU_ISA') or os.environ.get('DNNL_MAX_CPU_ISA') or ''
+    return value if value.strip().upper() in _BELOW_BF16_ISAS else None
 
 
 @dataclass(frozen=True)
@@ -81,9 +96,11 @@ def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu
             native = major >= 8
             why = f'auto: {torch.cuda.get_device_name(device)} is {"" if native else "not "}Ampere or newer'
         else:
-            flags = cpu_bf16_flags()
-            native = bool(flags)
-            why = f'auto: this CPU has {", ".join(flags)}' if native else 'auto: this CPU has no native bf16'
+            flags, cap = cpu_bf16_flags(), onednn_isa_cap()
+            native = bool(flags) and cap is None
+            why = (f'auto: this CPU has {", ".join(flags)}' if native else
+                   f'auto: ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below its bf16 kernels' if flags else
+                   'auto: this CPU has no native bf16')
         name = 'bf16' if native else 'fp32'
         if not native and device.type == 'cpu' and inference and _has_int8_engine():
             name = 'int8'
@@ -97,7 +114,9 @@ def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu
             raise ValueError('int8 is for evaluation and inference on the CPU; training and CUDA use fp32, '
                              'bf16 or fp16')
     if channels_last == 'auto':
-        last = name in ('bf16', 'fp16')
+        # fp32 inference on the CPU too: oneDNN's NCHW convolutions copy every input and output to its blocked
+        # layout, which at 1024x2048 is most of the peak memory (docs/benchmarks.md); channels-last needs no copy.
+        last = name in ('bf16', 'fp16') or (name == 'fp32' and inference and device.type == 'cpu')
     elif isinstance(channels_last, bool):
         last = channels_last
     else:
