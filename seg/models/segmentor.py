@@ -5,6 +5,7 @@ the structure and inference modes follow mmsegmentation's EncoderDecoder.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 
@@ -105,11 +106,34 @@ class EncoderDecoder(BaseModel):
         """All logits at feature resolution: ``out`` plus the head's extras and ``aux`` in training."""
         if self.compute_dtype is not None and inputs.dtype != self.compute_dtype:
             inputs = inputs.to(self.compute_dtype)
-        feats = self.backbone(inputs)
+        aux = self.training and self.auxiliary_head is not None
+        reads = None if aux or torch.is_grad_enabled() else self.feature_reads()
+        if reads is None or not self._prunes_features():
+            feats = self.backbone(inputs)
+        else:  # inference: the features the head does not read are not kept, the others let go after their last read
+            feats = FeatureList(self.backbone(inputs, keep=set(reads)), reads)
         outs = dict(self.decode_head(feats))
         if self.auxiliary_head is not None and self.training:
             outs['aux'] = self.auxiliary_head(feats)['out']
         return outs
+
+    def _prunes_features(self) -> bool:
+        """Whether the backbone takes ``keep`` (:class:`DilatedResNet` does)."""
+        return 'keep' in inspect.signature(self.backbone.forward).parameters
+
+    def feature_reads(self) -> dict[int, int] | None:
+        """How many times the decode head reads each position of the backbone's outputs: the ``in_index`` of it
+        and of its stages, as mmsegmentation's heads declare them; None where a head declares none."""
+        count = len(getattr(self.backbone, 'out_indices', ()))
+        reads: dict[int, int] = {}
+        for module in self.decode_head.modules():
+            index = getattr(module, 'in_index', None)
+            if index is None:
+                continue
+            for i in index if isinstance(index, (tuple, list)) else (index,):
+                i = int(i) % count if count else int(i)
+                reads[i] = reads.get(i, 0) + 1
+        return reads or None
 
     def val_step(self, data: dict) -> list[dict]:
         """mmengine's; a batch whose files were all unreadable (``on_bad_file='skip'``) predicts nothing."""
@@ -214,6 +238,31 @@ class EncoderDecoder(BaseModel):
         other keys (``gt_sem_seg``, ``img_path``...)."""
         logits = self.inference(inputs)
         return predictions(logits, data_samples, self.align_corners, bool(self.test_cfg.get('return_logits')))
+
+
+class FeatureList(list):
+    """The backbone's features for one inference pass of a decode head: a list that lets go of a feature after
+    its last declared read (``reads``: position -> count), so that a head's first convolution can free the
+    wide backbone map it no longer needs. Reading a position more often than declared is an error that
+    names it. Training and direct calls of a head use plain lists."""
+
+    def __init__(self, feats: list, reads: dict[int, int]) -> None:
+        super().__init__(feats)
+        self._left = {i % max(len(feats), 1): n for i, n in reads.items()}
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list.__getitem__(self, index)
+        i = index % len(self)
+        left = self._left.get(i)
+        if left is None or left < 1:
+            raise RuntimeError(f'the decode head read backbone feature {index} more often than its in_index '
+                               'declares; declare every feature a head reads in its in_index')
+        value = list.__getitem__(self, i)
+        self._left[i] = left - 1
+        if left == 1:
+            list.__setitem__(self, i, None)
+        return value
 
 
 def predictions(logits: Tensor, data_samples: list[dict] | None, align_corners: bool = False,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Collection
 
+import torch
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
@@ -44,7 +46,49 @@ class PluginBasicBlock(_AttentionSlot, BasicBlock):
 
 
 class PluginBottleneck(_AttentionSlot, Bottleneck):
-    """timm's ``Bottleneck`` with its attention slot named ``attn``."""
+    """timm's ``Bottleneck`` with its attention slot named ``attn``.
+
+    Without autograd (evaluation, inference) and without a plug-in, the forward is :meth:`forward_lean`:
+    the same computation in less memory. timm's ``forward`` is its reference (``tests/test_lean_backbone.py``).
+    """
+
+    # Rows of the last 1x1 convolution's output computed at a time by forward_lean: at most this many bytes.
+    lean_chunk_bytes = 64 * 2 ** 20
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() or self.attn is not None or self.training or _tracing():
+            return super().forward(x)
+        return self.forward_lean(x)
+
+    def forward_lean(self, x: Tensor | list[Tensor]) -> Tensor:
+        """The block without autograd, its output written into the shortcut.
+
+        timm's forward holds the 1x1 expansion's output (4x the block's width) beside the shortcut before
+        adding them; here the expansion (``conv3``, ``bn3``: both act on each pixel alone) runs on row
+        bands of at most :attr:`lean_chunk_bytes` and each band is added into the shortcut in place, so the
+        block's peak is the shortcut, the block's input and the narrow 3x3 output. With a downsample the
+        shortcut is a new tensor; without one it is ``x`` itself, which the block's caller must not need
+        afterwards (:meth:`DilatedResNet.forward` passes a copy where a stage's output is kept). ``x`` may be
+        a one-element list that this call empties: the caller then holds no reference to the input, which is
+        freed as soon as the block no longer needs it.
+        """
+        if isinstance(x, list):
+            x = x.pop()
+        y = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))))
+        out = self.downsample(x) if self.downsample is not None else x
+        del x
+        rows = out.shape[-2]
+        per_row = out[..., :1, :].numel() * out.element_size()
+        step = max(1, min(rows, self.lean_chunk_bytes // max(per_row, 1)))
+        for r in range(0, rows, step):
+            out[..., r:r + step, :] += self.bn3(self.conv3(y[..., r:r + step, :]))
+        return self.act3(out)
+
+
+def _tracing() -> bool:
+    """Inside a tracer (FX for int8, TorchScript, dynamo / export for torch.compile and ONNX): the graph takes
+    timm's forward, whose shapes are symbolic-friendly."""
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 ARCH = {
@@ -134,13 +178,34 @@ class DilatedResNet(nn.Module):
                                                         else block.bn2.num_features), self.norm)
         self.attention_param_names = {n for n in self.state_dict() if _PLUGIN_KEY.match(n)}
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor, keep: Collection[int] | None = None) -> list[Tensor | None]:
+        """The stages of ``out_indices``, in that order.
+
+        ``keep``: positions in that list whose features are used; without autograd the others are None, so
+        that their memory is freed as soon as the next stage no longer needs them (the segmentor's
+        evaluation passes the positions its decode head reads). None: all. A traced graph (int8, ONNX)
+        returns all.
+        """
         x = self.stem(x)
-        outs = []
+        outs: list[Tensor | None] = []
+        lean = not torch.is_grad_enabled() and not _tracing()
         for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
-            x = layer(x)
+            if lean and outs and outs[-1] is x and isinstance(layer[0], PluginBottleneck) \
+                    and layer[0].downsample is None:
+                x = x.clone()  # forward_lean would write into a kept feature
+            if lean and not (layer._forward_hooks or layer._forward_pre_hooks):
+                for block in layer:  # block by block, handing each its input: nothing here holds it
+                    if isinstance(block, PluginBottleneck) and block.attn is None and not block.training \
+                            and not (block._forward_hooks or block._forward_pre_hooks):
+                        box = [x]
+                        del x
+                        x = block.forward_lean(box)
+                    else:
+                        x = block(x)
+            else:
+                x = layer(x)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x if keep is None or not lean or len(outs) in keep else None)
             if i >= max(self.out_indices):
                 break
         return outs
