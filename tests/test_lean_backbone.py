@@ -133,3 +133,25 @@ def test_whole_image_inference_needs_less_memory_than_timms_forward():
         got, after = peak_memory(lambda: model.forward_logits(x)['out'])
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     assert after < 0.8 * before, (after, before)  # 0.72 measured
+
+
+@pytest.mark.parametrize('widths', [(5,), (3, 4), (2, 7, 1)])
+@pytest.mark.parametrize('bias', [False, True])
+def test_the_convolution_of_a_concatenation_is_the_sum_over_its_parts(widths, bias):
+    from torch import nn
+
+    from seg.models.layers import conv_of_concat
+
+    block = nn.Sequential(nn.Conv2d(sum(widths), 6, 3, padding=2, dilation=2, bias=bias), nn.BatchNorm2d(6),
+                          nn.ReLU())
+    randomize(block).eval()
+    parts = [torch.randn(2, w, 9, 11) for w in widths]
+    expected = block(torch.cat(parts, dim=1)).detach()
+    with torch.no_grad():
+        got = conv_of_concat(block, parts)
+        seen = []
+        block.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+        hooked = conv_of_concat(block, parts)  # a hook sees the concatenation, as it would without this path
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hooked, expected, rtol=1e-5, atol=1e-5)
+    assert seen == [sum(widths)]

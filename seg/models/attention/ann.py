@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seg.models.layers import ConvBNReLU
+from seg.models.layers import ConvBNReLU, conv_of_concat
 from seg.models.norm import NORMS, build_norm
 from seg.registry import ATTENTION
 
@@ -238,7 +238,7 @@ class APNB(_PyramidStages):
             context = context + stage(x, x)
         # ReLU as clamp_min: the same values, but its backward keeps its input, not its output, so that a
         # caller may add to the output in place (a backbone block adds its shortcut so).
-        return self.bottleneck(torch.cat([context, x], dim=1)).clamp_min(0)
+        return conv_of_concat(self.bottleneck, [context, x]).clamp_min(0)
 
 
 class AFNB(_PyramidStages):
@@ -285,4 +285,4 @@ class AFNB(_PyramidStages):
         context = self.stages[0](high, low)
         for stage in self.stages[1:]:
             context = context + stage(high, low)
-        return self.bottleneck(torch.cat([context, high], dim=1))
+        return conv_of_concat(self.bottleneck, [context, high])

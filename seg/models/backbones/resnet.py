@@ -17,6 +17,7 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
 from seg.models.convert import is_mmcv_resnet_layout, mmcv_backbone
+from seg.models.layers import tracing
 from seg.models.norm import match_norm
 from seg.models.weights import open_mmlab_file, read_weights_file, state_dict_of
 from seg.registry import MODELS
@@ -56,7 +57,7 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
     lean_chunk_bytes = 64 * 2 ** 20
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() or self.attn is not None or self.training or _tracing():
+        if torch.is_grad_enabled() or self.attn is not None or self.training or tracing():
             return super().forward(x)
         return self.forward_lean(x)
 
@@ -83,12 +84,6 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
         for r in range(0, rows, step):
             out[..., r:r + step, :] += self.bn3(self.conv3(y[..., r:r + step, :]))
         return self.act3(out)
-
-
-def _tracing() -> bool:
-    """Inside a tracer (FX for int8, TorchScript, dynamo / export for torch.compile and ONNX): the graph takes
-    timm's forward, whose shapes are symbolic-friendly."""
-    return torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 ARCH = {
@@ -188,7 +183,7 @@ class DilatedResNet(nn.Module):
         """
         x = self.stem(x)
         outs: list[Tensor | None] = []
-        lean = not torch.is_grad_enabled() and not _tracing()
+        lean = not torch.is_grad_enabled() and not tracing()
         for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
             if lean and outs and outs[-1] is x and isinstance(layer[0], PluginBottleneck) \
                     and layer[0].downsample is None:

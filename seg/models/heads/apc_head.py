@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.registry import MODELS
 
 from .psp_head import check_sizes
@@ -94,5 +94,4 @@ class APCHead(nn.Module):
 
     def forward(self, feats: list[Tensor]) -> dict[str, Tensor]:
         x = feats[self.in_index]
-        out = torch.cat([x, *(acm(x) for acm in self.contexts)], dim=1)
-        return {'out': self.cls(self.bottleneck(out))}
+        return {'out': self.cls(conv_of_concat(self.bottleneck, [x, *(acm(x) for acm in self.contexts)]))}

@@ -11,10 +11,9 @@ each is conv + norm + ReLU. Their concatenation is fused by a 3x3 conv (mmsegmen
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.registry import MODELS
 
 from .psp_head import check_sizes
@@ -61,5 +60,4 @@ class ASPPHead(nn.Module):
         x = feats[self.in_index]
         # The image-level feature is 1x1: its bilinear upsampling (either align_corners) is a broadcast.
         pooled = self.image_pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, *x.shape[-2:])
-        out = torch.cat([pooled, *(branch(x) for branch in self.aspp)], dim=1)
-        return {'out': self.cls(self.bottleneck(out))}
+        return {'out': self.cls(conv_of_concat(self.bottleneck, [pooled, *(branch(x) for branch in self.aspp)]))}

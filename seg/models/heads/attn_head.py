@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Union
 
-import torch
 from torch import Tensor, nn
 
 from seg.models.attention import build_attention
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.models.norm import match_norm
 from seg.registry import MODELS
 
@@ -66,5 +65,5 @@ class AttentionHead(nn.Module):
     def forward(self, feats: list[Tensor]) -> dict[str, Tensor]:
         x = feats[self.in_index]
         out = self.conv_out(self.context(self.conv_in(x)))
-        out = self.bottleneck(torch.cat([x, out], dim=1))
+        out = conv_of_concat(self.bottleneck, [x, out])
         return {'out': self.cls(out)}

@@ -12,11 +12,10 @@ the feature with its DCMs' outputs and fuses them by a 3x3 conv (mmsegmentation'
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.models.norm import build_norm
 from seg.registry import MODELS
 
@@ -113,5 +112,4 @@ class DMHead(nn.Module):
 
     def forward(self, feats: list[Tensor]) -> dict[str, Tensor]:
         x = feats[self.in_index]
-        out = torch.cat([x, *(dcm(x) for dcm in self.dcms)], dim=1)
-        return {'out': self.cls(self.bottleneck(out))}
+        return {'out': self.cls(conv_of_concat(self.bottleneck, [x, *(dcm(x) for dcm in self.dcms)]))}

@@ -5,11 +5,10 @@ https://arxiv.org/abs/1907.13426
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from seg.models.attention import EMA, check_int
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.registry import MODELS
 
 __all__ = ['EMAHead']
@@ -58,5 +57,5 @@ class EMAHead(nn.Module):
         x = feats[self.in_index]
         out = self.conv_out(self.context(self.conv_in(x)))
         if self.bottleneck is not None:
-            out = self.bottleneck(torch.cat([x, out], dim=1))
+            out = conv_of_concat(self.bottleneck, [x, out])
         return {'out': self.cls(out)}

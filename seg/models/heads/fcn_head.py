@@ -5,10 +5,9 @@ https://arxiv.org/abs/1411.4038 -- in mmsegmentation's form (convs, optional con
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.registry import MODELS
 
 
@@ -42,5 +41,5 @@ class FCNHead(nn.Module):
         x = feats[self.in_index]
         out = self.convs(x)
         if self.conv_cat is not None:
-            out = self.conv_cat(torch.cat([x, out], dim=1))
+            out = conv_of_concat(self.conv_cat, [x, out])
         return {'out': self.cls(out)}

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from seg.models.attention import ISA
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.registry import MODELS
 
 __all__ = ['ISAHead']
@@ -50,4 +49,4 @@ class ISAHead(nn.Module):
 
     def forward(self, feats: list[Tensor]) -> dict[str, Tensor]:
         x = self.conv_in(feats[self.in_index])
-        return {'out': self.cls(self.bottleneck(torch.cat([self.context(x), x], dim=1)))}
+        return {'out': self.cls(conv_of_concat(self.bottleneck, [self.context(x), x]))}

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from seg.models.attention import AttentionModule, check_input, check_int
 from seg.models.attention.base import AttentionMap
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.registry import MODELS
 
 from .fcn_head import FCNHead
@@ -79,7 +79,7 @@ class ObjectContext(AttentionModule):
         logits = torch.matmul(query, key) * self.key_channels ** -0.5  # [B, N, K]
         weights = torch.softmax(logits.float(), dim=-1).to(value.dtype)
         context = torch.matmul(weights, value).transpose(1, 2).reshape(b, self.key_channels, h, w)
-        return self.bottleneck(torch.cat([self.conv_out(context), x], dim=1))
+        return conv_of_concat(self.bottleneck, [self.conv_out(context), x])
 
     def maps(self, records, locate=None):
         """Without a point: the soft object regions of the (at most three) classes the coarse

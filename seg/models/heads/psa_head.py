@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seg.models.attention.base import AttentionMap, AttentionModule, check_int, check_positive
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.models.norm import build_norm
 from seg.ops import psa_attention, psa_attention_weights
 from seg.registry import MODELS
@@ -244,5 +244,5 @@ class PSAHead(nn.Module):
             out = torch.cond(odd, lambda t: self._attend(t, True), lambda t: self._attend(t, False), (x,))
         else:
             out = self._attend(x)
-        out = self.bottleneck(torch.cat([x, out], dim=1))
+        out = conv_of_concat(self.bottleneck, [x, out])
         return {'out': self.cls(out)}

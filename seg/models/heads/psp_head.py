@@ -9,11 +9,10 @@ image down to sub-regions), each grid reduced by a 1x1 conv + norm + ReLU, upsam
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seg.models.layers import Classifier, ConvBNReLU
+from seg.models.layers import Classifier, ConvBNReLU, conv_of_concat
 from seg.registry import MODELS
 
 __all__ = ['PSPHead', 'check_sizes']
@@ -71,4 +70,4 @@ class PSPHead(nn.Module):
         for scale, conv in zip(self.pool_scales, self.pyramid):
             pooled = conv(F.adaptive_avg_pool2d(x, scale))
             outs.append(F.interpolate(pooled, size=x.shape[-2:], mode='bilinear', align_corners=self.align_corners))
-        return {'out': self.cls(self.bottleneck(torch.cat(outs, dim=1)))}
+        return {'out': self.cls(conv_of_concat(self.bottleneck, outs))}
