@@ -30,9 +30,10 @@ def _tiny_skeleton() -> dict:
 
 @pytest.mark.parametrize('downsample', [False, True])
 @pytest.mark.parametrize('channels_last', [False, True])
-@pytest.mark.parametrize('chunk_bytes', [1, 64 * 2 ** 20])
+@pytest.mark.parametrize('chunk_bytes', [1, 40000, 64 * 2 ** 20])  # bands of 1 and 4 rows, whole
 def test_the_lean_bottleneck_equals_timms_forward(downsample, channels_last, chunk_bytes, monkeypatch):
-    """Row bands of one row (chunk 1 byte) and one band; with and without a downsample; NCHW and NHWC."""
+    """Row bands of one row (chunk 1 byte), of a few rows and one band; with and without a downsample; NCHW
+    and NHWC."""
     net = randomize(DilatedResNet(**{k: v for k, v in TINY.items() if k != 'type'})).eval()
     block = net.layer3[0] if downsample else net.layer3[1]
     assert isinstance(block, PluginBottleneck) and (block.downsample is not None) == downsample

@@ -13,6 +13,7 @@ import re
 from collections.abc import Collection
 
 import torch
+import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
@@ -54,7 +55,7 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
     """
 
     # Rows of the last 1x1 convolution's output computed at a time by forward_lean: at most this many bytes.
-    lean_chunk_bytes = 64 * 2 ** 20
+    lean_chunk_bytes = 16 * 2 ** 20
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() or self.attn is not None or self.training or tracing():
@@ -66,8 +67,9 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
 
         timm's forward holds the 1x1 expansion's output (4x the block's width) beside the shortcut before
         adding them; here the expansion (``conv3``, ``bn3``: both act on each pixel alone) runs on row
-        bands of at most :attr:`lean_chunk_bytes` and each band is added into the shortcut in place, so the
-        block's peak is the shortcut, the block's input and the narrow 3x3 output. With a downsample the
+        bands of at most :attr:`lean_chunk_bytes` and each band is added into the shortcut in place, and the
+        narrow 1x1 -> 3x3 part runs by the same bands (:meth:`_narrow_lean`), so the block's peak is the
+        shortcut, the block's input and the narrow 3x3 output. With a downsample the
         shortcut is a new tensor; without one it is ``x`` itself, which the block's caller must not need
         afterwards (:meth:`DilatedResNet.forward` passes a copy where a stage's output is kept). ``x`` may be
         a one-element list that this call empties: the caller then holds no reference to the input, which is
@@ -75,15 +77,47 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
         """
         if isinstance(x, list):
             x = x.pop()
-        y = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))))
+        rows = x.shape[-2]
+        per_row = x[..., :1, :].numel() * x.element_size() * self.conv3.out_channels // self.conv1.in_channels
+        step = max(1, min(rows, self.lean_chunk_bytes // max(per_row, 1)))
+        y = self._narrow_lean(x, step)
         out = self.downsample(x) if self.downsample is not None else x
         del x
         rows = out.shape[-2]
-        per_row = out[..., :1, :].numel() * out.element_size()
-        step = max(1, min(rows, self.lean_chunk_bytes // max(per_row, 1)))
         for r in range(0, rows, step):
             out[..., r:r + step, :] += self.bn3(self.conv3(y[..., r:r + step, :]))
         return self.act3(out)
+
+    def _narrow_lean(self, x: Tensor, step: int) -> Tensor:
+        """``conv1 -> bn1 -> act1 -> conv2 -> bn2 -> act2`` by bands of ``step`` output rows, each from its
+        rows of ``x`` and the 3x3 convolution's halo (zero rows only at the image's own borders, as its
+        padding), so that the 1x1 reduction's whole output is never held. A strided or unusual ``conv2``
+        runs whole."""
+        conv2 = self.conv2
+        kh, _ = conv2.kernel_size
+        halo = conv2.dilation[0] * (kh - 1) // 2
+        if conv2.stride != (1, 1) or conv2.padding[0] != halo or conv2.padding_mode != 'zeros' or \
+                conv2.groups != 1 or step >= x.shape[-2]:
+            return self.aa(self.act2(self.drop_block(self.bn2(conv2(self.act1(self.bn1(self.conv1(x))))))))
+        rows = x.shape[-2]
+        y = None
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            a0, a1 = max(0, r0 - halo), min(rows, r1 + halo)
+            t = self.act1(self.bn1(self.conv1(x[..., a0:a1, :])))
+            t = F.pad(t, (0, 0, halo - (r0 - a0), halo - (a1 - r1)))  # the padding rows of the image's border
+            t = self.bn2(F.conv2d(t, conv2.weight, conv2.bias, 1, (0, conv2.padding[1]), conv2.dilation))
+            t = self.aa(self.act2(self.drop_block(t)))
+            if y is None:
+                y = torch.empty((*t.shape[:-2], rows, t.shape[-1]), dtype=t.dtype, device=t.device,
+                                memory_format=_format_of(x))
+            y[..., r0:r1, :] = t
+        return y
+
+
+def _format_of(x: Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
 
 
 ARCH = {
