@@ -170,27 +170,38 @@ def _class_difference_table(result: Comparison) -> str:
                       for m in diffs]))
 
 
+def _summary_table(result: Comparison, names: tuple[str, ...], label=lambda n: n,
+                   paired=lambda n: True) -> tuple[list[str], list[list[str]]] | None:
+    """Header and rows of the ``region_summary`` statistics ``names`` that some model has: per model the
+    mean ± std over the seeds and, where ``paired(name)``, the paired difference from the baseline."""
+    names = [n for n in names if any(n in m.region_summary for m in result.models)]
+    if not names:
+        return None
+    rows = []
+    for i, m in enumerate(result.models):
+        row = [m.spec.label]
+        for n in names:
+            row.append(_mean_std(m.region_summary.get(n)))
+            if paired(n):
+                row.append('baseline' if i == 0 else difference_text(m.region_difference.get(n)))
+        rows.append(row)
+    header = ['model'] + [h for n in names for h in ((f'{label(n)} (mean ± std)', f'{label(n)} vs baseline [95% CI]')
+                                                    if paired(n) else (f'{label(n)} (mean ± std)',))]
+    return header, rows
+
+
 def _size_iou_table(result: Comparison) -> str:
     """IoU restricted to each object-size bucket's pixels: mean ± std over the seeds and the paired
     difference from the baseline, one row per model."""
     from .comparison import SIZE_IOU
 
-    names = [n for n in SIZE_IOU if any(n in m.region_summary for m in result.models)]
-    if not names:
+    table = _summary_table(result, SIZE_IOU, label=lambda n: n.split('.', 1)[1])
+    if table is None:
         return ''
-    rows = []
-    for i, m in enumerate(result.models):
-        row = [m.spec.label]
-        for n in names:
-            row += [_mean_std(m.region_summary.get(n)),
-                    'baseline' if i == 0 else difference_text(m.region_difference.get(n))]
-        rows.append(row)
-    header = ['model'] + [h for n in names for h in (f'{n.split(".", 1)[1]} (mean ± std)',
-                                                     f'{n.split(".", 1)[1]} vs baseline [95% CI]')]
     return ('IoU by object size (percent; docs/metrics.md): the IoU restricted to the ground-truth objects of '
             'each size bucket (small < 0.1% of the image, large >= 1%) and the false positives nearest to '
             'them, mean over the classes; mean ± std over the seeds, differences paired by seed with the '
-            'interval over the seeds and the validation images as for mIoU:\n\n' + _table(header, rows))
+            'interval over the seeds and the validation images as for mIoU:\n\n' + _table(*table))
 
 
 def _published(m) -> str:
@@ -210,25 +221,15 @@ def _region_table(result: Comparison) -> str:
     """Beyond mIoU: mean Boundary IoU and object recall by size, over the seeds and against the baseline."""
     from .comparison import REGION_STATISTICS
 
-    names = [n for n in REGION_STATISTICS if any(n in m.region_summary for m in result.models)]
-    if not names:
+    table = _summary_table(result, REGION_STATISTICS, paired=lambda n: not n.startswith('ERF'))
+    if table is None:
         return ''
-    rows = []
-    for i, m in enumerate(result.models):
-        row = [m.spec.label]
-        for n in names:
-            row.append(_mean_std(m.region_summary.get(n)))
-            if not n.startswith('ERF'):
-                row.append('baseline' if i == 0 else difference_text(m.region_difference.get(n)))
-        rows.append(row)
-    header = ['model'] + [h for n in names for h in ((f'{n} (mean ± std)',) if n.startswith('ERF') else
-                                                    (f'{n} (mean ± std)', f'{n} vs baseline [95% CI]'))]
     return ('Where the models differ beyond mIoU (percent; docs/metrics.md): bIoU is the mean Boundary IoU '
             '(band 2% of the image diagonal), recall.<size> the share of ground-truth objects of that size found '
             '(half their pixels right; small < 0.1% of the image, large >= 1%); differences paired by seed, '
             'intervals over the seeds and the validation images as for mIoU. ERF radius_50 / radius_95: the '
             'half-width in pixels of the centred square holding 50% / 95% of the effective receptive field '
-            '(input gradient of the centre pixel, Luo et al. 2016), over the seeds:\n\n' + _table(header, rows))
+            '(input gradient of the centre pixel, Luo et al. 2016), over the seeds:\n\n' + _table(*table))
 
 
 _ATTENTION_STATS = (('same_class_mass', 'same-class mass'), ('baseline', 'uniform baseline'),
