@@ -43,6 +43,12 @@ def tracing() -> bool:
         torch.compiler.is_compiling()
 
 
+def hooked(*modules: nn.Module) -> bool:
+    """Whether a forward (pre-)hook watches any of ``modules``: the memory-lean paths then run the modules as
+    they are, so that the hooks see what they would see without those paths."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def conv_of_concat(block: nn.Sequential, parts: Sequence[Tensor]) -> Tensor:
     """``block(torch.cat(parts, dim=1))`` for a ``block`` that starts with a ``Conv2d``.
 
@@ -55,7 +61,7 @@ def conv_of_concat(block: nn.Sequential, parts: Sequence[Tensor]) -> Tensor:
     conv = block[0]
     if torch.is_grad_enabled() or tracing() or not isinstance(conv, nn.Conv2d) or conv.groups != 1 \
             or conv.padding_mode != 'zeros' or any(p.dtype != torch.float32 for p in parts) \
-            or any(m._forward_hooks or m._forward_pre_hooks for m in (block, conv)):
+            or hooked(block, conv):
         return block(torch.cat(list(parts), dim=1))
     out, start = None, 0
     for part in parts:

@@ -18,7 +18,7 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
 from seg.models.convert import is_mmcv_resnet_layout, mmcv_backbone
-from seg.models.layers import tracing
+from seg.models.layers import hooked, tracing
 from seg.models.norm import match_norm
 from seg.models.weights import open_mmlab_file, read_weights_file, state_dict_of
 from seg.registry import MODELS
@@ -57,10 +57,12 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
     # Rows of the last 1x1 convolution's output computed at a time by forward_lean: at most this many bytes.
     lean_chunk_bytes = 16 * 2 ** 20
 
+    def takes_lean_path(self) -> bool:
+        """Whether :meth:`forward` runs :meth:`forward_lean`: no autograd, no plug-in, eval mode, no tracer."""
+        return not (torch.is_grad_enabled() or self.attn is not None or self.training or tracing())
+
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() or self.attn is not None or self.training or tracing():
-            return super().forward(x)
-        return self.forward_lean(x)
+        return self.forward_lean(x) if self.takes_lean_path() else super().forward(x)
 
     def forward_lean(self, x: Tensor | list[Tensor]) -> Tensor:
         """The block without autograd, its output written into the shortcut.
@@ -222,10 +224,9 @@ class DilatedResNet(nn.Module):
             if lean and outs and outs[-1] is x and isinstance(layer[0], PluginBottleneck) \
                     and layer[0].downsample is None:
                 x = x.clone()  # forward_lean would write into a kept feature
-            if lean and not (layer._forward_hooks or layer._forward_pre_hooks):
+            if lean and not hooked(layer):
                 for block in layer:  # block by block, handing each its input: nothing here holds it
-                    if isinstance(block, PluginBottleneck) and block.attn is None and not block.training \
-                            and not (block._forward_hooks or block._forward_pre_hooks):
+                    if isinstance(block, PluginBottleneck) and block.takes_lean_path() and not hooked(block):
                         box = [x]
                         del x
                         x = block.forward_lean(box)
