@@ -136,15 +136,47 @@ def test_whole_image_inference_needs_less_memory_than_timms_forward():
     assert after < 0.8 * before, (after, before)  # 0.72 measured
 
 
-@pytest.mark.parametrize('widths', [(5,), (3, 4), (2, 7, 1)])
-@pytest.mark.parametrize('bias', [False, True])
-def test_the_convolution_of_a_concatenation_is_the_sum_over_its_parts(widths, bias):
+CONVS = {'3x3 dilated 2': dict(kernel_size=3, padding=2, dilation=2), '3x3': dict(kernel_size=3, padding=1),
+         '1x1': dict(kernel_size=1), '3x3 no padding': dict(kernel_size=3), '5x3': dict(kernel_size=(5, 3), padding=(2, 1))}
+
+
+@pytest.mark.parametrize('conv', CONVS)
+@pytest.mark.parametrize('band_bytes', [1, 300, 2 ** 30])
+def test_a_convolutions_rows_equal_the_slice_of_its_whole_output(conv, band_bytes, monkeypatch):
+    """conv2d_rows against the whole convolution (its reference), and conv_add_by_rows_ against adding it,
+    with bands of one row, a few rows and the whole map."""
     from torch import nn
 
+    from seg.models import layers
+
+    monkeypatch.setattr(layers, 'LEAN_BAND_BYTES', band_bytes)
+    torch.manual_seed(0)
+    c = nn.Conv2d(4, 6, bias=False, **CONVS[conv])
+    x = torch.randn(2, 4, 9, 11)
+    with torch.no_grad():
+        whole = c(x)
+        rows = whole.shape[-2]
+        for r0, r1 in ((0, 1), (0, rows), (rows - 2, rows), (3, 5)):
+            torch.testing.assert_close(layers.conv2d_rows(x, c.weight, c.padding, c.dilation, r0, r1),
+                                       whole[..., r0:r1, :], rtol=1e-5, atol=1e-6)
+        out = torch.ones_like(whole)
+        layers.conv_add_by_rows_(out, x, c.weight, c.padding, c.dilation)
+    torch.testing.assert_close(out, whole + 1, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('widths', [(5,), (3, 4), (2, 7, 1)])
+@pytest.mark.parametrize('bias', [False, True])
+@pytest.mark.parametrize('conv', ['3x3 dilated 2', '1x1'])
+@pytest.mark.parametrize('band_bytes', [1, 2 ** 30])
+def test_the_convolution_of_a_concatenation_is_the_sum_over_its_parts(widths, bias, conv, band_bytes, monkeypatch):
+    """conv_of_concat against cat + conv, its later parts added by bands of one row and whole."""
+    from torch import nn
+
+    from seg.models import layers
     from seg.models.layers import conv_of_concat
 
-    block = nn.Sequential(nn.Conv2d(sum(widths), 6, 3, padding=2, dilation=2, bias=bias), nn.BatchNorm2d(6),
-                          nn.ReLU())
+    monkeypatch.setattr(layers, 'LEAN_BAND_BYTES', band_bytes)
+    block = nn.Sequential(nn.Conv2d(sum(widths), 6, bias=bias, **CONVS[conv]), nn.BatchNorm2d(6), nn.ReLU())
     randomize(block).eval()
     parts = [torch.randn(2, w, 9, 11) for w in widths]
     expected = block(torch.cat(parts, dim=1)).detach()
@@ -156,3 +188,30 @@ def test_the_convolution_of_a_concatenation_is_the_sum_over_its_parts(widths, bi
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(hooked, expected, rtol=1e-5, atol=1e-5)
     assert seen == [sum(widths)]
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('norm', ['BN', 'none'])  # 'none': the output convolution's own tensor is returned
+def test_the_ema_unit_without_autograd_equals_its_autograd_forward(channels_last, norm):
+    """EMA's no-autograd path (reconstruction in the input's layout, ReLU and residual in place) against its
+    autograd forward, the reference; a hook on its output convolution still sees an unchanged output."""
+    from seg.models.attention import EMA
+
+    torch.manual_seed(0)
+    unit = randomize(EMA(16, num_bases=8, norm=norm)).eval()
+    x = torch.randn(2, 16, 7, 9).relu()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = unit(x).detach()
+    with torch.no_grad():
+        got = unit(x)
+        seen = []
+        handle = unit.conv_out.register_forward_hook(lambda m, i, o: seen.append(o))
+        hooked = unit(x)
+        handle.remove()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(hooked, expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        _, bases, z = unit._em(x)
+        recon = torch.bmm(bases, z.transpose(1, 2)).view_as(x)  # the paper's X~ = mu z^T
+        torch.testing.assert_close(seen[0], unit.conv_out(torch.relu(recon)), rtol=1e-5, atol=1e-6)

@@ -49,13 +49,53 @@ def hooked(*modules: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a 4-d tensor laid out so (and not also contiguous), else contiguous."""
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+
+
+LEAN_BAND_BYTES = 16 * 2 ** 20
+"""The most bytes of output a banded convolution (:func:`conv_add_by_rows_`) computes at a time."""
+
+
+def conv2d_rows(x: Tensor, weight: Tensor, padding: tuple[int, int], dilation: tuple[int, int], r0: int,
+                r1: int) -> Tensor:
+    """Output rows ``[r0, r1)`` of ``F.conv2d(x, weight, None, 1, padding, dilation)`` (stride 1, zero
+    padding), from the rows of ``x`` they read: the kernel's dilated halo, zero rows beyond the image's
+    own borders as its padding. The reference is the whole convolution, sliced."""
+    rows = x.shape[-2]
+    a0 = r0 - padding[0]  # the input rows [a0, a1) that the output rows [r0, r1) read
+    a1 = r1 - padding[0] + dilation[0] * (weight.shape[-2] - 1)
+    c0, c1 = max(0, a0), min(rows, a1)
+    t = x[..., c0:c1, :]
+    if (c0, c1) != (a0, a1):
+        t = F.pad(t, (0, 0, c0 - a0, a1 - c1))
+    return F.conv2d(t, weight, None, 1, (0, padding[1]), dilation)
+
+
+def conv_add_by_rows_(out: Tensor, x: Tensor, weight: Tensor, padding: tuple[int, int],
+                      dilation: tuple[int, int]) -> Tensor:
+    """``out += F.conv2d(x, weight, None, 1, padding, dilation)``, by bands of output rows of at most
+    :data:`LEAN_BAND_BYTES`: the convolution's whole output is never held beside ``out``. No autograd."""
+    rows = out.shape[-2]
+    per_row = out[..., :1, :].numel() * out.element_size()
+    step = max(1, min(rows, LEAN_BAND_BYTES // max(per_row, 1)))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        out[..., r0:r1, :] += conv2d_rows(x, weight, padding, dilation, r0, r1)
+    return out
+
+
 def conv_of_concat(block: nn.Sequential, parts: Sequence[Tensor]) -> Tensor:
     """``block(torch.cat(parts, dim=1))`` for a ``block`` that starts with a ``Conv2d``.
 
     Without autograd, outside tracers and in float32, the convolution of the concatenation is computed as
     the sum of each part's convolution with its slice of the weights (the same sum, in another order), so
     the concatenation -- the widest map of most heads, 2560 channels of 128x256 (320 MiB) for a 1024x2048
-    image -- is never held. Otherwise (training, tracing, bf16 / fp16, whose partial sums would be rounded
+    image -- is never held; the parts after the first are added into the output by row bands
+    (:func:`conv_add_by_rows_`, for a stride-1 convolution), so no second output-sized map is held either.
+    Otherwise (training, tracing, bf16 / fp16, whose partial sums would be rounded
     once more), or where a hook watches the block or its convolution, it is concatenated.
     """
     conv = block[0]
@@ -63,12 +103,18 @@ def conv_of_concat(block: nn.Sequential, parts: Sequence[Tensor]) -> Tensor:
             or conv.padding_mode != 'zeros' or any(p.dtype != torch.float32 for p in parts) \
             or hooked(block, conv):
         return block(torch.cat(list(parts), dim=1))
+    banded = conv.stride == (1, 1) and isinstance(conv.padding, tuple)
     out, start = None, 0
     for part in parts:
         width = part.shape[1]
-        y = F.conv2d(part, conv.weight[:, start:start + width], None, conv.stride, conv.padding, conv.dilation)
+        weight = conv.weight[:, start:start + width]
         start += width
-        out = y if out is None else out.add_(y)
+        if out is None:
+            out = F.conv2d(part, weight, None, conv.stride, conv.padding, conv.dilation)
+        elif banded:
+            conv_add_by_rows_(out, part, weight, conv.padding, conv.dilation)
+        else:
+            out.add_(F.conv2d(part, weight, None, conv.stride, conv.padding, conv.dilation))
     if start != conv.in_channels:
         raise ValueError(f'conv_of_concat: the parts have {start} channels in all, the convolution takes '
                          f'{conv.in_channels}')

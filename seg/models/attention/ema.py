@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seg.models.layers import hooked, memory_format_of
 from seg.models.norm import NORMS, build_norm
 from seg.registry import ATTENTION
 
@@ -113,13 +114,24 @@ class EMA(AttentionModule):
     def forward(self, x: Tensor) -> Tensor:
         """The EMA unit on ``x`` (B, C, H, W); in training, also the bases' momentum update."""
         check_input('EMA', x, self.channels)
-        _, bases, z = self._em(x)
-        recon = torch.bmm(bases, z.transpose(1, 2)).view_as(x).to(x.dtype)  # [B, C, H, W], X~ = mu z^T
+        bases, z = self._em(x)[1:]  # W_mid x is not kept
         if self.training:
             self._update_bases(bases)
-        # clamp_min(0) is the ReLU, saving its input rather than its output for backward: a caller may
-        # add onto the output in place (timm's residual blocks add the shortcut so).
-        return (x + self.norm(self.conv_out(torch.relu(recon)))).clamp_min(0)
+        # X~ = mu z^T, outside autograd, so its ReLU runs in place; written in x's memory format (as
+        # z mu^T, pixels by channels, for channels-last), so the convolution after it copies nothing.
+        b, c, h, w = x.shape
+        if memory_format_of(x) is torch.channels_last:
+            recon = torch.bmm(z, bases.transpose(1, 2)).view(b, h, w, c).permute(0, 3, 1, 2)
+        else:
+            recon = torch.bmm(bases, z.transpose(1, 2)).view(b, c, h, w)
+        del bases, z
+        out = self.norm(self.conv_out(recon.to(x.dtype).relu_()))
+        del recon
+        if torch.is_grad_enabled() or hooked(self.conv_out, self.norm):
+            # clamp_min(0) is the ReLU, saving its input rather than its output for backward: a caller may
+            # add onto the output in place (timm's residual blocks add the shortcut so).
+            return (x + out).clamp_min(0)
+        return out.add_(x).clamp_min_(0)  # no autograd, nothing watching: one map instead of three
 
     @torch.no_grad()
     def _update_bases(self, bases: Tensor) -> None:

@@ -18,7 +18,7 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
 from seg.models.convert import is_mmcv_resnet_layout, mmcv_backbone
-from seg.models.layers import hooked, tracing
+from seg.models.layers import LEAN_BAND_BYTES, hooked, memory_format_of, tracing
 from seg.models.norm import match_norm
 from seg.models.weights import open_mmlab_file, read_weights_file, state_dict_of
 from seg.registry import MODELS
@@ -55,7 +55,7 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
     """
 
     # Rows of the last 1x1 convolution's output computed at a time by forward_lean: at most this many bytes.
-    lean_chunk_bytes = 16 * 2 ** 20
+    lean_chunk_bytes = LEAN_BAND_BYTES
 
     def takes_lean_path(self) -> bool:
         """Whether :meth:`forward` runs :meth:`forward_lean`: no autograd, no plug-in, eval mode, no tracer."""
@@ -112,14 +112,9 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
             t = self.aa(self.act2(self.drop_block(t)))
             if y is None:
                 y = torch.empty((*t.shape[:-2], rows, t.shape[-1]), dtype=t.dtype, device=t.device,
-                                memory_format=_format_of(x))
+                                memory_format=memory_format_of(x))
             y[..., r0:r1, :] = t
         return y
-
-
-def _format_of(x: Tensor) -> torch.memory_format:
-    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-        and not x.is_contiguous() else torch.contiguous_format
 
 
 ARCH = {
