@@ -143,6 +143,28 @@ def test_a_killed_run_is_unfinished_until_it_finishes_and_a_failing_run_stops_no
     result = collect_comparison(out, log=lambda m: None)
     assert [len(m.runs) for m in result.models] == [2, 2] and not any('unfinished' in n for n in result.notes)
 
+    # collected again: nothing recomputed; an analysis of an older layout, or older than its checkpoint, is
+    from seg.apis.model_analysis import ANALYSIS_FORMAT
+
+    done = out / 'runs' / 'fcn' / 'seed1'
+    record = json.loads((done / 'run.json').read_text())
+    assert record['analyses'] == {'erf': ANALYSIS_FORMAT, 'attention': ANALYSIS_FORMAT}
+    stamp = {name: (done / name).stat().st_mtime_ns for name in ('metrics.json', 'erf.json', 'attention.json')}
+    messages = []
+    collect_comparison(out, log=messages.append)
+    assert not any('evaluating' in m for m in messages)
+    assert stamp == {name: (done / name).stat().st_mtime_ns for name in stamp}
+    record['analyses']['attention'] = ANALYSIS_FORMAT - 1
+    (done / 'run.json').write_text(json.dumps(record))
+    collect_comparison(out, log=lambda m: None)
+    assert (done / 'attention.json').stat().st_mtime_ns > stamp['attention.json']
+    assert (done / 'metrics.json').stat().st_mtime_ns == stamp['metrics.json']
+    assert json.loads((done / 'run.json').read_text())['analyses']['attention'] == ANALYSIS_FORMAT
+    os.utime(done / 'iter_6.pth')  # trained again in place: evaluated again
+    messages = []
+    collect_comparison(out, log=messages.append)
+    assert any('evaluating fcn seed 1' in m for m in messages)
+
 
 def test_backbone_r50_starts_from_the_imagenet_weights_it_finds(data, tmp_path, monkeypatch):
     from seg.engine.config import load_config

@@ -72,7 +72,7 @@ from .compare_jobs import (
     write_plan,
 )
 from .evaluate import evaluate
-from .model_analysis import MODEL_ANALYSES, checkpoint_analyses
+from .model_analysis import ANALYSIS_FORMAT, MODEL_ANALYSES, checkpoint_analyses
 from .model_io import build_model
 
 __all__ = ['CompareSettings', 'LaunchSettings', 'collect_comparison', 'plan_comparison', 'run_comparison',
@@ -390,18 +390,22 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
             missing.append(f'`{run.label}` seed {run.seed}: {state}' + (f' (last log line: {last})' if last else ''))
             continue
         checkpoint = str(run.dir / f'iter_{run.iters}.pth')
-        if 'region_counts' not in (read_json(run.dir / 'metrics.json') or {}):
+        metrics = run.dir / 'metrics.json'
+        if 'region_counts' not in (read_json(metrics) or {}) or _older_than(metrics, checkpoint):
             log(f'   evaluating {run.label} seed {run.seed}')
-            evaluate(checkpoint, out=str(run.dir / 'metrics.json'),
+            evaluate(checkpoint, out=str(metrics),
                      num_workers=prof['num_workers'] if num_workers is None else num_workers,
                      precision=prof['precision'], channels_last=prof['channels_last'], metrics=REGION_METRICS)
-        missing_analyses = [a for a in MODEL_ANALYSES if not (run.dir / f'{a}.json').is_file()]
+        record = read_json(run.dir / 'run.json') or {}
+        formats = record.get('analyses') if isinstance(record.get('analyses'), dict) else {}
+        missing_analyses = [a for a in MODEL_ANALYSES if formats.get(a) != ANALYSIS_FORMAT
+                            or not (run.dir / f'{a}.json').is_file() or _older_than(run.dir / f'{a}.json', checkpoint)]
         for name, result in checkpoint_analyses(checkpoint, missing_analyses, prof['device']).items():
             (run.dir / f'{name}.json').write_text(json.dumps(result))
-        record = read_json(run.dir / 'run.json') or {}
-        if not record.get('done'):
+        if not record.get('done') or missing_analyses:
             status = read_json(run.dir / 'status.json') or {}
-            record.update(done=True, checkpoint=checkpoint, train_seconds=status.get('seconds'))
+            record.update(done=True, checkpoint=checkpoint, train_seconds=status.get('seconds'),
+                          analyses={a: ANALYSIS_FORMAT for a in MODEL_ANALYSES})
             (run.dir / 'run.json').write_text(json.dumps(record, indent=1))
         by_label[run.label].append(_finished_run(run.dir, run.seed))
     for line in missing:
@@ -414,6 +418,14 @@ def collect_comparison(out: str | os.PathLike, log: Callable[[str], None] = prin
     result.notes = [f'Not finished, left out: {line}.' for line in missing] + result.notes
     result.command = plan.get('command', '')
     return result
+
+
+def _older_than(path: Path, checkpoint: str) -> bool:
+    """Whether ``path`` was written before ``checkpoint`` (a run trained again in place): recompute it."""
+    try:
+        return os.path.getmtime(path) < os.path.getmtime(checkpoint)
+    except OSError:
+        return True
 
 
 def _assemble(specs: list[ModelSpec], models: list[dict], runs: list[list[Run]], classes: list[str],

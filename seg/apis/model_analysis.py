@@ -21,11 +21,16 @@ from seg.visualization.attention import AttentionRecorder
 
 from .model_io import model_from_checkpoint
 
-__all__ = ['ATTENTION_IMAGES', 'ATTENTION_POINTS', 'ERF_IMAGES', 'MODEL_ANALYSES', 'attention_of', 'checkpoint_analyses',
+__all__ = ['ANALYSIS_FORMAT', 'ATTENTION_IMAGES', 'ATTENTION_POINTS', 'ERF_IMAGES', 'MODEL_ANALYSES', 'attention_of', 'checkpoint_analyses',
            'erf_of']
 
 MODEL_ANALYSES = ('erf', 'attention')
 """The analyses that need a checkpoint's model, not only its predictions."""
+
+ANALYSIS_FORMAT = 2
+"""The layout of what :func:`erf_of` and :func:`attention_of` return (2: the attention statistics by
+distance). A comparison's collect step records it per run and recomputes a stored analysis of another
+layout, or one older than its checkpoint."""
 
 
 def checkpoint_analyses(ckpt: str, which=MODEL_ANALYSES, device: str | None = None, config: str | None = None) -> dict:
