@@ -59,19 +59,28 @@ LEAN_BAND_BYTES = 16 * 2 ** 20
 """The most bytes of output a banded convolution (:func:`conv_add_by_rows_`) computes at a time."""
 
 
+def band_rows(rows: int, bytes_per_row: int, limit: int) -> int:
+    """Rows per band of a map of ``rows`` rows so that a band holds at most ``limit`` bytes (at least 1)."""
+    return max(1, min(rows, limit // max(bytes_per_row, 1)))
+
+
+def input_rows(r0: int, r1: int, kernel_rows: int, padding: int, dilation: int) -> tuple[int, int]:
+    """The input rows ``[a0, a1)`` that output rows ``[r0, r1)`` of a stride-1 convolution read (before
+    clipping to the image: rows outside it are the padding)."""
+    return r0 - padding, r1 - padding + dilation * (kernel_rows - 1)
+
+
 def conv2d_rows(x: Tensor, weight: Tensor, padding: tuple[int, int], dilation: tuple[int, int], r0: int,
-                r1: int) -> Tensor:
-    """Output rows ``[r0, r1)`` of ``F.conv2d(x, weight, None, 1, padding, dilation)`` (stride 1, zero
-    padding), from the rows of ``x`` they read: the kernel's dilated halo, zero rows beyond the image's
-    own borders as its padding. The reference is the whole convolution, sliced."""
-    rows = x.shape[-2]
-    a0 = r0 - padding[0]  # the input rows [a0, a1) that the output rows [r0, r1) read
-    a1 = r1 - padding[0] + dilation[0] * (weight.shape[-2] - 1)
-    c0, c1 = max(0, a0), min(rows, a1)
+                r1: int, bias: Tensor | None = None) -> Tensor:
+    """Output rows ``[r0, r1)`` of ``F.conv2d(x, weight, bias, 1, padding, dilation)`` (stride 1, zero
+    padding), from the rows of ``x`` they read (:func:`input_rows`): the kernel's dilated halo, zero rows
+    beyond ``x``'s own borders as its padding. The reference is the whole convolution, sliced."""
+    a0, a1 = input_rows(r0, r1, weight.shape[-2], padding[0], dilation[0])
+    c0, c1 = max(0, a0), min(x.shape[-2], a1)
     t = x[..., c0:c1, :]
     if (c0, c1) != (a0, a1):
         t = F.pad(t, (0, 0, c0 - a0, a1 - c1))
-    return F.conv2d(t, weight, None, 1, (0, padding[1]), dilation)
+    return F.conv2d(t, weight, bias, 1, (0, padding[1]), dilation)
 
 
 def conv_add_by_rows_(out: Tensor, x: Tensor, weight: Tensor, padding: tuple[int, int],
@@ -79,8 +88,7 @@ def conv_add_by_rows_(out: Tensor, x: Tensor, weight: Tensor, padding: tuple[int
     """``out += F.conv2d(x, weight, None, 1, padding, dilation)``, by bands of output rows of at most
     :data:`LEAN_BAND_BYTES`: the convolution's whole output is never held beside ``out``. No autograd."""
     rows = out.shape[-2]
-    per_row = out[..., :1, :].numel() * out.element_size()
-    step = max(1, min(rows, LEAN_BAND_BYTES // max(per_row, 1)))
+    step = band_rows(rows, out[..., :1, :].numel() * out.element_size(), LEAN_BAND_BYTES)
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         out[..., r0:r1, :] += conv2d_rows(x, weight, padding, dilation, r0, r1)

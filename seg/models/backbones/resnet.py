@@ -13,12 +13,19 @@ import re
 from collections.abc import Collection
 
 import torch
-import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
 from seg.models.convert import is_mmcv_resnet_layout, mmcv_backbone
-from seg.models.layers import LEAN_BAND_BYTES, hooked, memory_format_of, tracing
+from seg.models.layers import (
+    LEAN_BAND_BYTES,
+    band_rows,
+    conv2d_rows,
+    hooked,
+    input_rows,
+    memory_format_of,
+    tracing,
+)
 from seg.models.norm import match_norm
 from seg.models.weights import open_mmlab_file, read_weights_file, state_dict_of
 from seg.registry import MODELS
@@ -79,9 +86,8 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
         """
         if isinstance(x, list):
             x = x.pop()
-        rows = x.shape[-2]
         per_row = x[..., :1, :].numel() * x.element_size() * self.conv3.out_channels // self.conv1.in_channels
-        step = max(1, min(rows, self.lean_chunk_bytes // max(per_row, 1)))
+        step = band_rows(x.shape[-2], per_row, self.lean_chunk_bytes)
         y = self._narrow_lean(x, step)
         out = self.downsample(x) if self.downsample is not None else x
         del x
@@ -92,9 +98,9 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
 
     def _narrow_lean(self, x: Tensor, step: int) -> Tensor:
         """``conv1 -> bn1 -> act1 -> conv2 -> bn2 -> act2`` by bands of ``step`` output rows, each from its
-        rows of ``x`` and the 3x3 convolution's halo (zero rows only at the image's own borders, as its
-        padding), so that the 1x1 reduction's whole output is never held. A strided or unusual ``conv2``
-        runs whole."""
+        rows of ``x`` and the 3x3 convolution's halo (:func:`conv2d_rows`: zero rows only at the image's own
+        borders, as its padding), so that the 1x1 reduction's whole output is never held. A strided or
+        unusual ``conv2`` runs whole."""
         conv2 = self.conv2
         kh, _ = conv2.kernel_size
         halo = conv2.dilation[0] * (kh - 1) // 2
@@ -105,11 +111,11 @@ class PluginBottleneck(_AttentionSlot, Bottleneck):
         y = None
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
-            a0, a1 = max(0, r0 - halo), min(rows, r1 + halo)
+            a0, a1 = input_rows(r0, r1, kh, conv2.padding[0], conv2.dilation[0])
+            a0, a1 = max(0, a0), min(rows, a1)  # conv1 of the rows inside the image; conv2d_rows pads the rest
             t = self.act1(self.bn1(self.conv1(x[..., a0:a1, :])))
-            t = F.pad(t, (0, 0, halo - (r0 - a0), halo - (a1 - r1)))  # the padding rows of the image's border
-            t = self.bn2(F.conv2d(t, conv2.weight, conv2.bias, 1, (0, conv2.padding[1]), conv2.dilation))
-            t = self.aa(self.act2(self.drop_block(t)))
+            t = conv2d_rows(t, conv2.weight, conv2.padding, conv2.dilation, r0 - a0, r1 - a0, conv2.bias)
+            t = self.aa(self.act2(self.drop_block(self.bn2(t))))
             if y is None:
                 y = torch.empty((*t.shape[:-2], rows, t.shape[-1]), dtype=t.dtype, device=t.device,
                                 memory_format=memory_format_of(x))
