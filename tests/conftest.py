@@ -2,9 +2,15 @@ import math
 import os
 import tempfile
 
+import mmengine  # noqa: F401  (see below)
 import pytest
 import torch
 from torch import nn
+
+# mmengine imports yapf, which on its first import in a fresh environment writes its grammar pickle to the
+# user's cache, not atomically: two pytest-xdist workers importing it at once can read a half-written file
+# (EOFError at collection). This conftest is loaded by the controlling process before the workers start,
+# so the import above writes the pickle once, first.
 
 # One thread per test process: tiny tensors gain nothing from more, and pytest-xdist runs two processes.
 torch.set_num_threads(1)
