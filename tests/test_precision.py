@@ -110,9 +110,11 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert (chosen.name, chosen.channels_last) == ('bf16', True) and 'avx512_bf16' in chosen.reason
     monkeypatch.setattr(precision_mod, 'cpu_bf16_flags', lambda: ())
     chosen = resolve_precision('auto', 'cpu')
-    assert (chosen.name, chosen.channels_last) == ('fp32', False) and 'no native bf16' in chosen.reason
+    assert (chosen.name, chosen.channels_last) == ('fp32', True) and 'no native bf16' in chosen.reason
     assert resolve_precision('bf16', 'cpu', channels_last=False).channels_last is False
-    assert resolve_precision('fp32', 'cpu', channels_last=True).channels_last is True
+    assert resolve_precision('fp32', 'cpu', channels_last=False).channels_last is False
+    assert resolve_precision('fp32', 'cpu').channels_last is True  # oneDNN's NHWC convolutions copy nothing
+    assert resolve_precision('int8', 'cpu', inference=True).channels_last is False  # int8 stays NCHW
 
 
 @pytest.mark.parametrize('variable, value, native', [
@@ -146,8 +148,8 @@ def test_bad_precisions_are_refused():
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU choice')
 @pytest.mark.parametrize('flags, requested, expected', [
     (('avx512_bf16',), None, ('bf16', True, 'AutoAmpOptimWrapper')),
-    ((), None, ('fp32', False, 'SegOptimWrapper')),
-    (('amx_bf16',), 'fp32', ('fp32', False, 'SegOptimWrapper')),
+    ((), None, ('fp32', True, 'SegOptimWrapper')),
+    (('amx_bf16',), 'fp32', ('fp32', True, 'SegOptimWrapper')),
 ])
 def test_training_runs_take_the_resolved_precision(flags, requested, expected, monkeypatch, tmp_path):
     from seg.apis.train import build_runner
@@ -161,6 +163,7 @@ def test_training_runs_take_the_resolved_precision(flags, requested, expected, m
     assert (runner.cfg.precision, runner.cfg.channels_last, wrapper.type) == expected
     if expected[0] == 'bf16':
         assert wrapper.dtype == 'bfloat16'
+    if expected[1]:
         assert runner.model.data_preprocessor.channels_last
         conv = next(m for m in runner.model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -205,3 +208,42 @@ def test_a_resolved_cpu_run_flushes_subnormals_to_zero():
         assert (torch.tensor([1e-39]) * 1.0).item() == 0
     finally:
         torch.set_flush_denormal(True)
+
+
+# mmsegmentation's other context heads (issue 18), as the compare tool names them; OCR needs its FCN stage's input.
+CONTEXT_HEADS = {n: dict(type=t) for n, t in (('psp', 'PSPHead'), ('aspp', 'ASPPHead'), ('ema', 'EMAHead'),
+                                               ('gc', 'GCHead'), ('isa', 'ISAHead'), ('dnl', 'DNLHead'),
+                                               ('ann', 'ANNHead'), ('psa', 'PSAHead'), ('apc', 'APCHead'),
+                                               ('dm', 'DMHead'))}
+CONTEXT_HEADS['ocr'] = dict(type='OCRHead', soft_in_channels=32, soft_channels=16, ocr_channels=16)
+# The layout alone, in float64: an op that mistook a channels-last tensor's strides would be off by O(1). (In
+# float32 the two layouts round differently, and with train-mode BatchNorm on 6x8 maps the backbone's gradients
+# amplify that: EMA's reached 1e-2 of their scale at layer 3 while its inputs and output gradient agreed to
+# 6e-6, and float64 fed the channels-last run's inputs gave the same 1e-2: conditioning, not the layout.)
+LAYOUT_GRAD_TOL = 1e-9
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    model.zero_grad()
+    loss = nn.functional.cross_entropy(nn.functional.interpolate(model(x), size=x.shape[-2:], mode='bilinear'),
+                                       target)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize('name, plug', [*[(h, None) for h in sorted({**HEADS, **CONTEXT_HEADS})],
+                                        *[('fcn', p) for p in list_attention()]])
+def test_training_in_channels_last_gives_the_nchw_loss_and_gradients(name, plug):
+    # The CPU's fp32 default is channels-last for training too (resolve_precision): only the layout may change.
+    torch.manual_seed(0)
+    model = randomize(_Net({**HEADS, **CONTEXT_HEADS}[name], plug=plug)).train().double()
+    x, target = torch.randn(2, 3, 48, 64, dtype=torch.float64), torch.randint(0, 5, (2, 48, 64))
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    torch.manual_seed(1)  # the same dropout masks on both sides
+    loss, grads = _train_step(model, x, target)
+    torch.manual_seed(1)
+    loss_nhwc, grads_nhwc = _train_step(nhwc, x.contiguous(memory_format=torch.channels_last), target)
+    assert abs(loss_nhwc - loss) <= 1e-12 * loss.abs()
+    assert grads.keys() == grads_nhwc.keys() and grads
+    worst = max(_scale_err(grads_nhwc[k], grads[k]) for k in grads if grads[k].abs().max() > 1e-12)
+    assert worst < LAYOUT_GRAD_TOL, f'{name} {plug}: gradients differ by {worst:.2e} of their scale'

@@ -1,5 +1,5 @@
 """Time a config's model: python tools/benchmark.py CONFIG [--ckpt CKPT] [--device cpu|cuda] [--repeat 3]
-[--amp] [--compile] [--shape H W] [--batch-size B] [--mode eval|train] [--precision fp32|auto|int8]
+[--amp] [--compile] [--channels-last auto|on|off] [--shape H W] [--batch-size B] [--mode eval|train] [--precision fp32|auto|int8]
 
 Eval mode times whole-image inference as mmsegmentation's benchmark does (batch 1, warm-up passes,
 then N timed images, repeated); train mode one optimizer step of the training losses. Without
@@ -24,6 +24,8 @@ def main() -> None:
                              "where not and its guard passes), 'fp32': plain, 'int8': eval only")
     parser.add_argument('--amp', action='store_true', help='mixed precision whatever the hardware')
     parser.add_argument('--compile', action='store_true', help='torch.compile (compile time reported apart)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help="memory format ('auto': channels-last with bf16 / fp16, and for fp32 eval on the CPU)")
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--iters', type=int, help='timed passes per repeat (default 200 on CUDA, 10 on CPU)')
     parser.add_argument('--warmup', type=int, help='untimed passes per repeat (default 5 on CUDA, 2 on CPU)')
@@ -34,6 +36,7 @@ def main() -> None:
     settings = BenchmarkSettings(
         config=args.config, ckpt=args.ckpt, device=args.device, mode=args.mode, shape=tuple(args.shape),
         batch_size=args.batch_size, precision=args.precision, amp=args.amp, compile=args.compile,
+        channels_last={'auto': 'auto', 'on': True, 'off': False}[args.channels_last],
         repeat=args.repeat, iters=args.iters, warmup=args.warmup, fold_bn=not args.no_fold_bn,
         check_accuracy=args.check_accuracy)
     print(run_benchmark(settings)[2])

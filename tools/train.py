@@ -24,7 +24,7 @@ def main() -> None:
                         help="default the config's: fp32 for the published recipes, auto for the CPU demo "
                              "('auto': bf16 where the CPU/GPU has native bf16, else fp32)")
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'],
-                        help="NHWC memory format (default the config's; 'auto': on with bf16/fp16)")
+                        help="NHWC memory format (default the config's; 'auto': on with bf16/fp16, and fp32 on the CPU)")
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision whatever the hardware: bf16, or fp16 + grad scaler on older GPUs')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},

@@ -68,6 +68,8 @@ class BenchmarkSettings:
         precision: 'fp32' or 'auto' (also 'bf16' / 'fp16').
         amp: mixed precision whatever the hardware (overrides ``precision``).
         compile: ``torch.compile`` backbone and heads.
+        channels_last: 'auto' (the precision's rule, :func:`seg.engine.precision.resolve_precision`), True or
+            False: the memory format of the model and input, as ``tools/train.py --channels-last``.
         repeat / iters / warmup: repeats, timed passes per repeat, untimed passes per repeat
             (``iters`` / ``warmup`` default to mmsegmentation's 200 / 5 on CUDA, 10 / 2 on CPU).
         fold_bn: fold BatchNorm in eval mode.
@@ -84,6 +86,7 @@ class BenchmarkSettings:
     precision: str = 'auto'
     amp: bool = False
     compile: bool = False
+    channels_last: bool | str = 'auto'
     repeat: int = 3
     iters: int | None = None
     warmup: int | None = None
@@ -105,7 +108,7 @@ def _device(name: str | None) -> torch.device:
 
 def _precision(settings: BenchmarkSettings, device: torch.device) -> Precision:
     return resolve_precision(amp_precision(device) if settings.amp else settings.precision, device,
-                             inference=settings.mode == 'eval')
+                             channels_last=settings.channels_last, inference=settings.mode == 'eval')
 
 
 def _calibration(model: torch.nn.Module, cfg: Config, fallback: dict) -> tuple[list[torch.Tensor], str]:

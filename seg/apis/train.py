@@ -28,7 +28,7 @@ def build_runner(config: str | os.PathLike | Config, work_dir: str | None = None
         precision: 'auto' (bf16 where the hardware has native bf16, else fp32: see
             :mod:`seg.engine.precision`), 'fp32', 'bf16' or 'fp16'; default the config's ``precision``
             (``'auto'`` in the runtime base).
-        channels_last: 'auto' (on with bf16 / fp16), True or False; default the config's
+        channels_last: 'auto' (on with bf16 / fp16, and for fp32 on the CPU), True or False; default the config's
             ``channels_last`` (``'auto'`` in the runtime base).
 
     Raises:

@@ -9,8 +9,8 @@ convolutions quantised to int8 after calibration on a few images, the attention 
 kept only where an accuracy guard passes (:mod:`seg.engine.quantize`). For evaluation and inference
 (``inference=True``), ``'auto'`` on a CPU without native bf16 is ``'int8'`` rather than fp32; training
 stays fp32 there. ``channels_last`` is ``'auto'`` (on whenever the precision is bf16 / fp16: oneDNN's
-and cuDNN's low-precision convolutions run in NHWC; and for fp32 inference on the CPU, where oneDNN's NCHW
-convolutions copy their inputs and outputs to a blocked layout), ``True`` or ``False``.
+and cuDNN's low-precision convolutions run in NHWC; and for fp32 on the CPU, training and inference, where
+oneDNN's NCHW convolutions copy their inputs and outputs to a blocked layout), ``True`` or ``False``.
 
 Training runs the forward under autocast (:class:`seg.engine.optim_wrapper.AutoAmpOptimWrapper`);
 evaluation and inference cast the BN-folded weights themselves (:func:`fast_model`),
@@ -116,9 +116,11 @@ def resolve_precision(requested: str = 'auto', device: str | torch.device = 'cpu
             raise ValueError('int8 is for evaluation and inference on the CPU; training and CUDA use fp32, '
                              'bf16 or fp16')
     if channels_last == 'auto':
-        # fp32 inference on the CPU too: oneDNN's NCHW convolutions copy every input and output to its blocked
-        # layout, which at 1024x2048 is most of the peak memory (docs/benchmarks.md); channels-last needs no copy.
-        last = name in ('bf16', 'fp16') or (name == 'fp32' and inference and device.type == 'cpu')
+        # fp32 on the CPU too. Inference: oneDNN's NCHW convolutions copy every input and output to its blocked
+        # layout, which at 1024x2048 is most of the peak memory; channels-last needs no copy. Training: the
+        # same copies in forward and backward made the demo's fp32 step 1.4x slower and R-50-D8's 1.05-1.15x
+        # on an Intel Xeon without bf16 (docs/benchmarks.md). int8 picks its own layout (NCHW).
+        last = name in ('bf16', 'fp16') or (name == 'fp32' and device.type == 'cpu')
     elif isinstance(channels_last, bool):
         last = channels_last
     else:
