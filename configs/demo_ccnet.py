@@ -16,6 +16,9 @@ model = dict(
     test_cfg=dict(mode='whole'),
 )
 max_iters = 1000
+# Batches are made in the training process: on a 2-core CPU two loader workers compete with the training step's
+# threads (200 iterations on an Intel Xeon without bf16: 0.21-0.26 s each in-process, 0.26-0.40 s with 2 workers).
+train_dataloader = dict(num_workers=0, persistent_workers=False)
 # From scratch on CPU, AdamW converges in far fewer steps than the GPU recipe's SGD.
 optim_wrapper = dict(type='SegOptimWrapper', optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.0001))
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]

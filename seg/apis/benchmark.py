@@ -17,7 +17,9 @@ dataset is on disk, random images otherwise.
 int8 (:mod:`seg.engine.quantize`) is calibrated on the first
 :data:`~seg.engine.quantize.CALIBRATION_IMAGES` validation images when the dataset is on disk, else on
 the timed random batch, and kept only where its own guard passes on them (random weights nearly tie
-their logits and usually fail it: the timing is then fp32's, and the notes say so). Its accuracy guard
+their logits and usually fail it: the timing is then fp32's, and the notes say so). ``precision='int8'``
+asked for by name on random weights times int8 without that guard (threshold 0, nothing cached): a
+speed measurement, with the guard measured on trained weights (``ckpt`` and ``check_accuracy``). Its accuracy guard
 here is :data:`~seg.engine.quantize.INT8_AGREEMENT` agreement and at most
 :data:`~seg.engine.quantize.INT8_MIOU_POINTS` mIoU points (the bf16 guard's are stricter).
 """
@@ -185,10 +187,14 @@ def run_benchmark(settings: BenchmarkSettings) -> tuple[PassTiming, Agreement | 
              f'{precision.describe()}' + (', torch.compile' if settings.compile else '')]
     if settings.mode == 'eval':
         calibration, source = _calibration(model, cfg, data) if precision.name == 'int8' else (None, '')
-        model = fast_model(model, precision, settings.fold_bn, settings.compile, calibration)
+        unguarded = settings.precision == 'int8' and not settings.ckpt
+        model = fast_model(model, precision, settings.fold_bn, settings.compile, calibration,
+                           cache=not unguarded, int8_min_agreement=0.0 if unguarded else None)
         notes.append('torch.inference_mode' + (', BatchNorm folded' if settings.fold_bn else ''))
         if precision.name == 'int8':
-            notes.append(f'int8 calibrated on {source}: {model.int8_report.reason}')
+            notes.append(f'int8 calibrated on {source}: {model.int8_report.reason}'
+                         + ('; random weights, so timed without the guard (their logits nearly tie)' if unguarded
+                            else ''))
         step = _eval_step(model, data, device)
         present = lambda: [*model.parameters(), *model.buffers()]  # noqa: E731
     else:

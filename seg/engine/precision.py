@@ -168,7 +168,7 @@ def channels_last_model(model: torch.nn.Module) -> torch.nn.Module:
 
 def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = True,
                compile: bool = False, calibration: list[torch.Tensor] | None = None,
-               cache: bool = True) -> torch.nn.Module:
+               cache: bool = True, int8_min_agreement: float | None = None) -> torch.nn.Module:
     """``model`` (in eval mode) made fast for inference, in place, and returned.
 
     BatchNorm folded into the convolutions (in float32, before any cast); for bf16 / fp16 the
@@ -182,7 +182,9 @@ def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = Tru
     on ``calibration`` (preprocessed batches) where given, else on the first
     :data:`seg.engine.quantize.CALIBRATION_IMAGES` images the model sees (which run in fp32); a cached
     outcome applies at once. The accuracy guard keeps the model fp32 where int8 changes too many labels;
-    ``model.int8_report`` says what happened, and the log says it too.
+    ``model.int8_report`` says what happened, and the log says it too. ``int8_min_agreement`` overrides the
+    guard's threshold on given ``calibration`` (``tools/benchmark.py`` times random weights with 0: their
+    logits nearly tie, so any guard fails them).
     """
     from seg.models.fuse import fold_batchnorm
 
@@ -190,7 +192,7 @@ def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = Tru
     if fold_bn or precision.name == 'int8':
         fold_batchnorm(model)
     if precision.name == 'int8':
-        _int8(model, calibration, cache)
+        _int8(model, calibration, cache, int8_min_agreement)
     if precision.dtype is not None:
         for part in (model.backbone, model.decode_head, model.auxiliary_head):
             if part is not None:
@@ -208,7 +210,8 @@ def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = Tru
     return model
 
 
-def _int8(model: torch.nn.Module, calibration: list[torch.Tensor] | None, cache: bool) -> None:
+def _int8(model: torch.nn.Module, calibration: list[torch.Tensor] | None, cache: bool,
+          min_agreement: float | None = None) -> None:
     from mmengine.logging import print_log
 
     from .quantize import lazy_int8, quantize_segmentor
@@ -219,7 +222,7 @@ def _int8(model: torch.nn.Module, calibration: list[torch.Tensor] | None, cache:
     if next(model.parameters()).device.type != 'cpu':
         raise ValueError('int8 runs on the CPU only')
     if calibration:
-        report = quantize_segmentor(model, list(calibration), cache)
+        report = quantize_segmentor(model, list(calibration), cache, min_agreement)
         model.int8_report = report
         log(report.reason)
     else:
