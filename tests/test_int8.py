@@ -118,10 +118,10 @@ def test_a_failing_guard_keeps_fp32_and_says_why(monkeypatch, tmp_path, capsys):
     assert not report.active and 'failed the guard' in report.reason
     assert not any(isinstance(m, torch.fx.GraphModule) for m in model.modules())
     with torch.no_grad():
-        # the fp32 it keeps is NCHW, as int8 would have been
-        expected = fast_model(copy.deepcopy(base), resolve_precision('fp32', 'cpu', channels_last=False))(
-            x, mode='tensor')
+        # the fp32 it keeps is the fp32 default: BatchNorm folded, channels-last
+        expected = fast_model(copy.deepcopy(base), resolve_precision('fp32', 'cpu'))(x, mode='tensor')
         assert torch.allclose(model(x, mode='tensor'), expected)
+    assert model.data_preprocessor.channels_last
     cached = fast_model(copy.deepcopy(base), resolve_precision('int8', inference=True), calibration=[x])
     assert cached.int8_report.from_cache and 'cached int8 guard failed' in cached.int8_report.reason
 

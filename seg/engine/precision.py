@@ -198,7 +198,9 @@ def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = Tru
             if part is not None:
                 part.to(precision.dtype)
         model.compute_dtype = precision.dtype
-    if precision.channels_last:
+    # A failed int8 guard keeps fp32, which runs channels-last on the CPU (as precision 'fp32' does).
+    kept_fp32 = precision.name == 'int8' and calibration and not model.int8_report.active
+    if precision.channels_last or kept_fp32:
         model = channels_last_model(model)
     if compile and precision.name == 'int8':
         from mmengine.logging import print_log
