@@ -15,6 +15,7 @@ from seg.models.fuse import fold_batchnorm
 from seg.registry import MODELS
 
 from .conftest import randomize
+from .test_factory import NEW_HEADS
 
 import_all()
 
@@ -211,10 +212,7 @@ def test_a_resolved_cpu_run_flushes_subnormals_to_zero():
 
 
 # mmsegmentation's other context heads (issue 18), as the compare tool names them; OCR needs its FCN stage's input.
-CONTEXT_HEADS = {n: dict(type=t) for n, t in (('psp', 'PSPHead'), ('aspp', 'ASPPHead'), ('ema', 'EMAHead'),
-                                               ('gc', 'GCHead'), ('isa', 'ISAHead'), ('dnl', 'DNLHead'),
-                                               ('ann', 'ANNHead'), ('psa', 'PSAHead'), ('apc', 'APCHead'),
-                                               ('dm', 'DMHead'))}
+CONTEXT_HEADS = {n: dict(type=t) for n, t in NEW_HEADS.items()}
 CONTEXT_HEADS['ocr'] = dict(type='OCRHead', soft_in_channels=32, soft_channels=16, ocr_channels=16)
 # The layout alone, in float64: an op that mistook a channels-last tensor's strides would be off by O(1). (In
 # float32 the two layouts round differently, and with train-mode BatchNorm on 6x8 maps the backbone's gradients

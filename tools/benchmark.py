@@ -9,6 +9,7 @@ mean ± std, peak memory, and last `median_s=<seconds per pass>`.
 import argparse
 
 from seg.apis.benchmark import BenchmarkSettings, run_benchmark
+from seg.engine.precision import CHANNELS_LAST_CHOICES
 
 
 def main() -> None:
@@ -24,8 +25,8 @@ def main() -> None:
                              "where not and its guard passes), 'fp32': plain, 'int8': eval only")
     parser.add_argument('--amp', action='store_true', help='mixed precision whatever the hardware')
     parser.add_argument('--compile', action='store_true', help='torch.compile (compile time reported apart)')
-    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
-                        help="memory format ('auto': channels-last with bf16 / fp16, and for fp32 eval on the CPU)")
+    parser.add_argument('--channels-last', choices=list(CHANNELS_LAST_CHOICES), default='auto',
+                        help="memory format ('auto': channels-last with bf16 / fp16, and for fp32 on the CPU)")
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--iters', type=int, help='timed passes per repeat (default 200 on CUDA, 10 on CPU)')
     parser.add_argument('--warmup', type=int, help='untimed passes per repeat (default 5 on CUDA, 2 on CPU)')
@@ -36,7 +37,7 @@ def main() -> None:
     settings = BenchmarkSettings(
         config=args.config, ckpt=args.ckpt, device=args.device, mode=args.mode, shape=tuple(args.shape),
         batch_size=args.batch_size, precision=args.precision, amp=args.amp, compile=args.compile,
-        channels_last={'auto': 'auto', 'on': True, 'off': False}[args.channels_last],
+        channels_last=CHANNELS_LAST_CHOICES[args.channels_last],
         repeat=args.repeat, iters=args.iters, warmup=args.warmup, fold_bn=not args.no_fold_bn,
         check_accuracy=args.check_accuracy)
     print(run_benchmark(settings)[2])

@@ -10,6 +10,7 @@ import sys
 from mmengine.config import DictAction
 
 from seg.apis import train
+from seg.engine.precision import CHANNELS_LAST_CHOICES
 from seg.engine.preemption import Preempted
 
 
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'],
                         help="default the config's: fp32 for the published recipes, auto for the CPU demo "
                              "('auto': bf16 where the CPU/GPU has native bf16, else fp32)")
-    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'],
+    parser.add_argument('--channels-last', choices=list(CHANNELS_LAST_CHOICES),
                         help="NHWC memory format (default the config's; 'auto': on with bf16/fp16, and fp32 on the CPU)")
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision whatever the hardware: bf16, or fp16 + grad scaler on older GPUs')
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
                         help="'pytorch' under torchrun (DDP)")
     args = parser.parse_args()
-    layout = {None: None, 'auto': 'auto', 'on': True, 'off': False}[args.channels_last]
+    layout = None if args.channels_last is None else CHANNELS_LAST_CHOICES[args.channels_last]
     try:
         train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp,
               precision=args.precision, channels_last=layout, launcher=args.launcher, cfg_options=args.cfg_options)

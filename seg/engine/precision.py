@@ -26,10 +26,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ['PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'fast_model',
+__all__ = ['CHANNELS_LAST_CHOICES', 'PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'fast_model',
            'flush_denormals', 'onednn_isa_cap', 'resolve_precision', 'use_amp_wrapper']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')
+CHANNELS_LAST_CHOICES = {'auto': 'auto', 'on': True, 'off': False}
+"""The tools' ``--channels-last`` values and the ``channels_last`` each means to :func:`resolve_precision`."""
 _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16, 'int8': None}
 
 
