@@ -139,3 +139,36 @@ def test_without_calibration_images_the_first_batches_calibrate(monkeypatch, tmp
         model.predict(x)
     report = model.int8_report
     assert report.images == 4 and report.active and isinstance(model.backbone, torch.fx.GraphModule)
+
+
+def test_a_failing_guard_on_the_first_batches_switches_to_the_fp32_default(monkeypatch, tmp_path):
+    """The lazy path (tools/infer.py): the guard fails after the first batches; the model, its data
+    preprocessor and the batch at hand go channels-last, as the fp32 default; logits equal that default's."""
+    monkeypatch.setenv('SEG_CACHE_DIR', str(tmp_path))
+    monkeypatch.setattr(quantize_mod, 'INT8_AGREEMENT', 1.01)  # no model can pass
+    x = torch.randn(2, 3, 48, 64)
+    base = _small()
+    model = fast_model(copy.deepcopy(base), resolve_precision('int8', inference=True))
+    assert model.int8_report is None and not model.data_preprocessor.channels_last
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda m, args: seen.append(
+        args[0].is_contiguous(memory_format=torch.channels_last)))
+    expected = fast_model(copy.deepcopy(base), resolve_precision('fp32', 'cpu'))
+    with torch.inference_mode():
+        first = model(x, mode='tensor')
+        second = model(x, mode='tensor')  # the 4th image: the guard fails, this batch goes on channels-last
+        assert seen[0] is False and seen[-1] is True  # (between them the guard's own fp32 passes)
+        # the next batch through the data preprocessor (as tools/infer.py's) arrives channels-last
+        data = model.data_preprocessor(dict(inputs=[torch.zeros(3, 48, 64, dtype=torch.uint8)],
+                                             data_samples=[dict()]))
+        assert data['inputs'].is_contiguous(memory_format=torch.channels_last)
+        third = model(x, mode='tensor')
+        want = expected(x, mode='tensor')
+    assert not model.int8_report.active and 'failed the guard' in model.int8_report.reason
+    assert next(model.backbone.parameters()).is_contiguous(memory_format=torch.channels_last)
+    for got in (first, second, third):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # the cached failure: decided at once, channels-last from the start
+    cached = fast_model(copy.deepcopy(base), resolve_precision('int8', inference=True))
+    assert cached.int8_report.from_cache and not cached.int8_report.active
+    assert cached.data_preprocessor.channels_last

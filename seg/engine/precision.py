@@ -200,8 +200,9 @@ def fast_model(model: torch.nn.Module, precision: Precision, fold_bn: bool = Tru
             if part is not None:
                 part.to(precision.dtype)
         model.compute_dtype = precision.dtype
-    # A failed int8 guard keeps fp32, which runs channels-last on the CPU (as precision 'fp32' does).
-    kept_fp32 = precision.name == 'int8' and calibration and not model.int8_report.active
+    # A failed int8 guard keeps fp32, which runs channels-last on the CPU (as precision 'fp32' does); a guard
+    # decided later, on the first batches (lazy), switches the layout then (``_int8``'s ``on_fp32``).
+    kept_fp32 = precision.name == 'int8' and model.int8_report is not None and not model.int8_report.active
     if precision.channels_last or kept_fp32:
         model = channels_last_model(model)
     if compile and precision.name == 'int8':
@@ -230,4 +231,4 @@ def _int8(model: torch.nn.Module, calibration: list[torch.Tensor] | None, cache:
         model.int8_report = report
         log(report.reason)
     else:
-        model.int8_report = lazy_int8(model, cache=cache, log=log)
+        model.int8_report = lazy_int8(model, cache=cache, log=log, on_fp32=channels_last_model)

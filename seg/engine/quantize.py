@@ -293,10 +293,11 @@ def quantize_segmentor(model: nn.Module, inputs: list[Tensor], cache: bool = Tru
 
 class _LazyInt8:
     """A forward pre-hook on the backbone: collects the first inputs (which run in float32), then
-    quantises the segmentor on them; removes itself once done."""
+    quantises the segmentor on them; removes itself once done. Where the model stays fp32, ``on_fp32``
+    receives it (the caller's fp32 layout) and the current batch continues in that layout."""
 
-    def __init__(self, model: nn.Module, images: int, cache: bool, log) -> None:
-        self.model, self.images, self.cache, self.log = model, images, cache, log
+    def __init__(self, model: nn.Module, images: int, cache: bool, log, on_fp32=None) -> None:
+        self.model, self.images, self.cache, self.log, self.on_fp32 = model, images, cache, log, on_fp32
         self.inputs: list[Tensor] = []
         self.handle = model.backbone.register_forward_pre_hook(self)
 
@@ -311,11 +312,20 @@ class _LazyInt8:
             report = quantize_segmentor(self.model, [t.clone() for t in inputs], self.cache)
         self.model.int8_report = report
         self.log(report.reason)
+        if not report.active and self.on_fp32 is not None:
+            self.on_fp32(self.model)
+            if x.dim() == 4 and next(self.model.backbone.parameters()).is_contiguous(
+                    memory_format=torch.channels_last):
+                return (x.contiguous(memory_format=torch.channels_last), *args[1:])
+        return None
 
 
-def lazy_int8(model: nn.Module, images: int = CALIBRATION_IMAGES, cache: bool = True, log=print) -> Int8Report | None:
+def lazy_int8(model: nn.Module, images: int = CALIBRATION_IMAGES, cache: bool = True, log=print,
+              on_fp32=None) -> Int8Report | None:
     """Make ``model`` int8 now if the cache has its outcome, else after its first ``images`` inputs (which
-    run in float32); ``log`` receives the outcome. Returns the report when it was decided now."""
+    run in float32); ``log`` receives the outcome. Returns the report when it was decided now. Where the
+    model stays fp32 after calibrating on its first inputs, ``on_fp32(model)`` is called (the caller sets
+    its fp32 layout; the batch at hand follows it)."""
     engine = int8_engine()
     if engine is not None and cache:
         path = cache_dir() / f'{cache_key(model, engine)}.pt'
@@ -330,5 +340,5 @@ def lazy_int8(model: nn.Module, images: int = CALIBRATION_IMAGES, cache: bool = 
                 model.int8_report = report
                 log(report.reason)
                 return report
-    _LazyInt8(model, images, cache, log)
+    _LazyInt8(model, images, cache, log, on_fp32)
     return None
