@@ -15,7 +15,7 @@ import torch
 from seg.apis.compare import CompareSettings, LaunchSettings, collect_comparison, run_comparison
 
 from .conftest import ROOT
-from .test_compare_seeds import DATA, write_folder_dataset
+from .test_compare_seeds import DATA, check_two_models_two_seeds_then_nothing_to_train, write_folder_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,9 @@ def test_plan_then_two_jobs_at_once_then_collect_equals_the_sequential_compariso
     assert set(states.values()) == {'done'} and '2 at a time' in log[0]
     parallel = collect_comparison(planned, log=lambda m: None)
 
-    sequential = run_comparison(MODELS, settings_for(data, tmp_path / 'seq', train=True,
-                                                     launch=LaunchSettings(parallel=1, threads=1)), log=lambda m: None)
+    seq_settings = settings_for(data, tmp_path / 'seq', train=True, launch=LaunchSettings(parallel=1, threads=1))
+    sequential = run_comparison(MODELS, seq_settings, log=lambda m: None)
+    check_two_models_two_seeds_then_nothing_to_train(sequential, seq_settings)
     for a, b in zip(parallel.models, sequential.models):
         assert a.spec.label == b.spec.label and len(a.runs) == len(b.runs) == 2
         assert [r.metrics.miou for r in a.runs] == [r.metrics.miou for r in b.runs]

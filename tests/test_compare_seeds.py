@@ -1,7 +1,10 @@
-"""Comparisons over seeds: the statistics against hand-computed values, and a 2-model, 2-seed comparison
-on a tiny folder dataset (void label 11) that writes its report, and trains nothing when run again."""
+"""Comparisons over seeds: the statistics against hand-computed values, and what a 2-model, 2-seed
+comparison on a tiny folder dataset (void label 11) writes and reports, and that it trains nothing when
+run again (checked on tests/test_compare_plan.py's sequential comparison, so both share one training)."""
 import json
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,8 +17,6 @@ from seg.analysis.stats import (
     mean_interval,
     miou_from_counts,
 )
-
-from .conftest import ROOT
 
 
 # ------------------------------------------------------------------------------------- statistics
@@ -117,19 +118,15 @@ def write_folder_dataset(root, rng):
             cv2.imwrite(str(root / split / 'labels' / f'{i}.png'), labels)
 
 
-@pytest.mark.slow
-def test_two_models_two_seeds_on_a_folder_dataset_then_nothing_to_train(tmp_path):
-    from seg.apis.compare import CompareSettings, run_comparison, write_report
+def check_two_models_two_seeds_then_nothing_to_train(result, settings) -> None:
+    """What a comparison of ``fcn`` and ``ccnet:recurrence=1`` over 2 seeds, trained by ``run_comparison``
+    with ``settings`` on :func:`write_folder_dataset`'s data, wrote and reports; then the same call again
+    trains nothing, and another schedule in its folder is an error. Run by
+    ``tests/test_compare_plan.py`` on its sequential comparison (one set of trainings for both files)."""
+    from seg.apis.compare import run_comparison, write_report
 
-    write_folder_dataset(tmp_path / 'camvid', np.random.default_rng(0))
-    data = tmp_path / 'my_data.py'
-    data.write_text(DATA.format(classes=[f'c{i}' for i in range(11)], root=tmp_path / 'camvid'))
-    out = tmp_path / 'cmp'
-    settings = CompareSettings(configs_dir=f'{ROOT}/configs', train=True, data=str(data), iters=3, seeds=2,
-                               train_batch_size=2, size=(32, 48), warmup=0, repeat=1, num_workers=0,
-                               out_dir=str(out), bootstrap=50, checkpoint_interval=2)
-    log = []
-    result = run_comparison(['fcn', 'ccnet:recurrence=1'], settings, log=log.append)
+    out = Path(settings.out_dir)
+    iters = settings.iters
     paths = write_report(result, str(out))
     for key in ('report', 'json', 'csv', 'chart', 'differences'):
         assert (out / paths[key].split('/')[-1]).is_file(), key
@@ -144,12 +141,12 @@ def test_two_models_two_seeds_on_a_folder_dataset_then_nothing_to_train(tmp_path
             assert len(metrics['per_image_counts']) == 3 and metrics['mIoU'] == metrics['metrics']['mIoU']
     results = json.loads((out / 'results.json').read_text())
     assert results['baseline'] == 'fcn' and results['classes'] == [f'c{i}' for i in range(11)]
-    assert results['schedule']['iters'] == 3 and results['schedule']['seeds'] == [0, 1]
+    assert results['schedule']['iters'] == iters and results['schedule']['seeds'] == [0, 1]
     assert results['schedule']['ignore_index'] == VOID
     fcn, cc = results['models']
     assert len(fcn['runs']) == len(cc['runs']) == 2 and fcn['difference'] is None
     assert set(cc['difference']) == {'mean', 'std', 'low', 'high', 'n'} and cc['difference']['n'] == 50
-    # Three steps from the same seeds leave both models near chance (mIoU ~2 %, 11 classes): their
+    # A few steps from the same seeds leave both models near chance (mIoU ~2 %, 11 classes): their
     # difference, a few tenths of a point either way, cannot be told from 0 on 3 images.
     assert cc['difference']['low'] < 0 < cc['difference']['high'] and cc['distinguishable'] is False
     assert set(cc['class_difference']) == set(results['classes'])
@@ -173,4 +170,4 @@ def test_two_models_two_seeds_on_a_folder_dataset_then_nothing_to_train(tmp_path
     assert again.models[1].difference.mean == pytest.approx(result.models[1].difference.mean)
     # Another schedule in the same folder is an error, not an overwrite.
     with pytest.raises(ValueError, match='holds a run of another configuration'):
-        run_comparison(['fcn'], CompareSettings(**{**settings.__dict__, 'iters': 4}), log=log.append)
+        run_comparison(['fcn'], replace(settings, iters=iters + 1), log=log.append)
