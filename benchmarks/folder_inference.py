@@ -5,6 +5,9 @@
         [--size 192 384] [--work /tmp/folder_bench]
     python benchmarks/folder_inference.py --ckpt CKPT --rss-images 2000 [--size 96 192]
 
+``--config CFG`` is passed to every run's ``tools/infer.py``: the baseline tree cannot read the config that
+today's checkpoints store (a dict where it expects text), so a checkpoint trained by today's tree needs it.
+
 The first form writes ``--images`` synthetic street scenes (seg.datasets.synthetic) into a folder and
 runs on it, one after the other: the baseline tree's ``tools/infer.py`` (its own code, through its
 PYTHONPATH), this tree's with the default settings, and this tree's with ``--precision fp32``. Each
@@ -43,10 +46,11 @@ def make_images(folder: str, count: int, size: tuple[int, int]) -> None:
             cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
-def infer_cmd(tree: str, ckpt: str, images: str, out: str, extra=()) -> tuple[list[str], dict]:
+def infer_cmd(tree: str, ckpt: str, images: str, out: str, extra=(), config=None) -> tuple[list[str], dict]:
     env = dict(os.environ, PYTHONPATH=tree)
+    config = ('--config', os.path.abspath(config)) if config else ()
     return [sys.executable, os.path.join(tree, 'tools', 'infer.py'), '--ckpt', ckpt, '--input', images,
-            '--output', out, *extra], env
+            '--output', out, *config, *extra], env
 
 
 def timed(cmd: list[str], env: dict) -> float:
@@ -83,8 +87,8 @@ def compare(args) -> None:
     for name, (tree, extra) in runs.items():
         out = os.path.join(args.work, name.replace(' ', '_').replace('-', ''))
         shutil.rmtree(out, ignore_errors=True)
-        startup = timed(*infer_cmd(tree, args.ckpt, one, out + '_one', extra))
-        total = timed(*infer_cmd(tree, args.ckpt, images, out, extra))
+        startup = timed(*infer_cmd(tree, args.ckpt, one, out + '_one', extra, args.config))
+        total = timed(*infer_cmd(tree, args.ckpt, images, out, extra, args.config))
         rows.append((name, out, total, startup))
         print(f'  {name}: {total:.1f} s for {args.images} images, {startup:.1f} s for one', file=sys.stderr)
     base_total, base_startup = rows[0][2], rows[0][3]
@@ -122,7 +126,7 @@ def rss(args) -> None:
     out = os.path.join(args.work, 'rss_out')
     make_images(images, args.rss_images, tuple(args.size))
     shutil.rmtree(out, ignore_errors=True)
-    cmd, env = infer_cmd(ROOT, args.ckpt, images, out)
+    cmd, env = infer_cmd(ROOT, args.ckpt, images, out, config=args.config)
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     samples = []  # (images written, RSS KiB of the process, of its workers)
     while proc.poll() is None:
@@ -148,6 +152,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--ckpt', required=True)
     parser.add_argument('--baseline', help='a checkout of the baseline (e.g. a git worktree of 699140a)')
+    parser.add_argument('--config', help="passed to every run's tools/infer.py (needed by the baseline for "
+                        "checkpoints of today's tree)")
     parser.add_argument('--images', type=int, default=240)
     parser.add_argument('--rss-images', type=int, default=0)
     parser.add_argument('--size', type=int, nargs=2, default=(192, 384))
