@@ -48,9 +48,9 @@ def make_images(folder: str, count: int, size: tuple[int, int]) -> None:
 
 def infer_cmd(tree: str, ckpt: str, images: str, out: str, extra=(), config=None) -> tuple[list[str], dict]:
     env = dict(os.environ, PYTHONPATH=tree)
-    config = ('--config', os.path.abspath(config)) if config else ()
+    config_args = ('--config', os.path.abspath(config)) if config else ()
     return [sys.executable, os.path.join(tree, 'tools', 'infer.py'), '--ckpt', ckpt, '--input', images,
-            '--output', out, *config, *extra], env
+            '--output', out, *config_args, *extra], env
 
 
 def timed(cmd: list[str], env: dict) -> float:

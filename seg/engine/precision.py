@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ['CHANNELS_LAST_CHOICES', 'PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags', 'fast_model',
-           'flush_denormals', 'onednn_isa_cap', 'resolve_precision', 'use_amp_wrapper']
+__all__ = ['CHANNELS_LAST_CHOICES', 'PRECISIONS', 'Precision', 'amp_precision', 'channels_last_model', 'cpu_bf16_flags',
+           'fast_model', 'flush_denormals', 'onednn_isa_cap', 'resolve_precision', 'use_amp_wrapper']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')
 CHANNELS_LAST_CHOICES = {'auto': 'auto', 'on': True, 'off': False}
